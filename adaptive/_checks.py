@@ -1,0 +1,85 @@
+"""Input validation shared by every mechanism.
+
+Each check raises ``ValueError`` naming the offending argument and what is
+allowed, so a user never meets a silent wrong answer or a stack trace from
+deep inside torch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def as_steps(name: str, values: torch.Tensor, *, min_dims: int = 2) -> torch.Tensor:
+    """Check that ``values`` is a floating tensor shaped ``(B, L, ...)`` with L >= 1."""
+    if not isinstance(values, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (B, L), got {type(values).__name__}")
+    if values.dim() < min_dims:
+        raise ValueError(
+            f"{name} must have at least {min_dims} dimensions (batch, steps, ...), "
+            f"got shape {tuple(values.shape)}")
+    if values.shape[1] < 1:
+        raise ValueError(f"{name} must hold at least one step (L >= 1), got shape {tuple(values.shape)}")
+    if not values.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {values.dtype}")
+    return values
+
+
+def probabilities(name: str, values: torch.Tensor) -> torch.Tensor:
+    """Check that every entry of ``values`` lies in [0, 1] and none is NaN."""
+    if not isinstance(values, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(values).__name__}")
+    if not values.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {values.dtype}")
+    with torch.no_grad():
+        if torch.isnan(values).any():
+            raise ValueError(f"{name} contains NaN; halting values must lie in [0, 1]")
+        if values.numel() and (values.min() < 0 or values.max() > 1):
+            raise ValueError(
+                f"{name} must lie in [0, 1], got values in [{values.min().item():.4g}, "
+                f"{values.max().item():.4g}]; apply a sigmoid to the halting logits first")
+    return values
+
+
+def open_unit(name: str, value: float) -> float:
+    """Check a scalar strictly inside (0, 1)."""
+    if not isinstance(value, (int, float)) or math.isnan(value) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number in the open interval (0, 1), got {value!r}")
+    return float(value)
+
+
+def positive(name: str, value: float) -> float:
+    """Check a scalar strictly greater than zero."""
+    if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def non_negative(name: str, value: float) -> float:
+    """Check a scalar greater than or equal to zero."""
+    if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def positive_int(name: str, value: int) -> int:
+    """Check an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Check that ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def same_leading_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, dims: int) -> None:
+    """Check that the first ``dims`` dimensions of ``a`` and ``b`` agree."""
+    if tuple(a.shape[:dims]) != tuple(b.shape[:dims]):
+        raise ValueError(
+            f"{name_a} and {name_b} must agree in their first {dims} dimension(s): "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}")
