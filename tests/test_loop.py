@@ -1,0 +1,147 @@
+"""The adaptive loop: training what each paper trains, evaluating with real per-sample early exit."""
+import pytest
+import torch
+
+from adaptive import act, loop, pact
+from adaptive.models import ParityRNN
+from adaptive.parity import Parity
+
+
+class CountingStep:
+    """Wraps a step function and counts the sample-steps it computes."""
+
+    def __init__(self, step):
+        self.step, self.rows = step, 0
+
+    def __call__(self, state):
+        self.rows += state[0].shape[0]
+        return self.step(state)
+
+
+def model_and_batch(seed, size=6, batch=64, halt_bias=0.0, hidden=16):
+    torch.manual_seed(seed)
+    model = ParityRNN(size, hidden, halt_bias=halt_bias)
+    # spread the halting logits so that samples halt at many different steps
+    torch.nn.init.normal_(model.halt.weight, std=2.0)
+    x, target, _ = Parity(size).sample(batch, torch.Generator().manual_seed(seed))
+    return model, x, target
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_dact_early_exit_predicts_what_all_steps_predict(seed):
+    model, x, target = model_and_batch(seed, halt_bias=-1.0)
+    halting = loop.Halting("dact", max_steps=10)
+    with torch.no_grad():
+        full = loop.run(model.step, model.initial_state(x), halting, training=True)
+    early = loop.run(model.step, model.initial_state(x), halting, training=False)
+    assert torch.equal(early.probs.argmax(1), full.probs.argmax(1))
+    assert (early.steps <= 10).all() and (early.steps >= 1).all()
+
+
+def test_dact_early_exit_saves_steps_on_some_model():
+    saved = 0
+    for seed in range(10):
+        model, x, _ = model_and_batch(seed, halt_bias=-3.0)
+        out = loop.run(model.step, model.initial_state(x), loop.Halting("dact", 10), training=False)
+        saved += int((out.steps < 10).sum())
+    assert saved > 0, "the bound never allowed an early exit: the test above would prove nothing"
+
+
+@pytest.mark.parametrize("method", ["act", "dact", "pact", "pondernet"])
+def test_halted_samples_cost_nothing(method):
+    model, x, _ = model_and_batch(3, halt_bias=0.5)
+    counting = CountingStep(model.step)
+    out = loop.run(counting, model.initial_state(x), loop.Halting(method, 8), training=False,
+                   generator=torch.Generator().manual_seed(0))
+    assert counting.rows == int(out.steps.sum())
+    assert out.steps.float().mean() < 8, "no sample halted early; the test needs a model that halts"
+
+
+def test_act_evaluation_matches_training_computation():
+    model, x, _ = model_and_batch(5, halt_bias=0.0)
+    halting = loop.Halting("act", 8, eps=0.05)
+    with torch.no_grad():
+        trained = loop.run(model.step, model.initial_state(x), halting, training=True)
+    evaluated = loop.run(model.step, model.initial_state(x), halting, training=False)
+    _, _, N = act.halting_distribution(trained.halt, 0.05)
+    assert torch.equal(evaluated.steps, N)
+    assert torch.allclose(evaluated.probs, trained.probs, atol=1e-6)
+
+
+def test_pact_thresholded_halts_at_first_probability_above_half():
+    model, x, _ = model_and_batch(7)
+    halting = loop.Halting("pact", 8, eval_mode="thresholded")
+    with torch.no_grad():
+        trained = loop.run(model.step, model.initial_state(x), halting, training=True)
+    evaluated = loop.run(model.step, model.initial_state(x), halting, training=False)
+    z = pact.halting_distribution(trained.halt, "thresholded")
+    assert torch.equal(evaluated.steps, z.argmax(1) + 1)
+    last_logits = trained.logits[torch.arange(x.shape[0]), evaluated.steps - 1]
+    assert torch.allclose(evaluated.probs, last_logits.softmax(-1), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["pact", "pondernet"])
+def test_discrete_evaluation_is_reproducible_with_a_generator(method):
+    model, x, _ = model_and_batch(2)
+    halting = loop.Halting(method, 8, eval_mode="discrete")
+    runs = [loop.run(model.step, model.initial_state(x), halting, training=False,
+                     generator=torch.Generator().manual_seed(11)).steps for _ in range(2)]
+    assert torch.equal(*runs)
+
+
+def test_relaxed_evaluation_and_fixed_run_every_step():
+    model, x, _ = model_and_batch(1)
+    for halting in (loop.Halting("pact", 6, eval_mode="relaxed"), loop.Halting("fixed", 6)):
+        out = loop.run(model.step, model.initial_state(x), halting, training=False)
+        assert (out.steps == 6).all()
+
+
+@pytest.mark.parametrize("method", ["act", "dact", "pact", "pondernet"])
+def test_training_loss_reaches_the_halting_unit(method):
+    model, x, target = model_and_batch(4)
+    out = loop.run(model.step, model.initial_state(x), loop.Halting(method, 6, tau=0.1), target=target,
+                   generator=torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert model.halt.weight.grad is not None and model.halt.weight.grad.abs().sum() > 0
+    assert torch.isfinite(out.loss)
+    assert torch.allclose(out.probs.sum(1), torch.ones(x.shape[0]), atol=1e-5)
+
+
+def test_act_training_stops_once_every_sample_halted():
+    model, x, target = model_and_batch(4, halt_bias=8.0)      # h ~ 1: every sample halts at step 1
+    counting = CountingStep(model.step)
+    out = loop.run(counting, model.initial_state(x), loop.Halting("act", 8), target=target)
+    assert counting.rows == x.shape[0] and (out.steps == 1).all()
+
+
+def test_penalty_is_tau_times_mean_ponder_cost():
+    model, x, target = model_and_batch(4)
+    out = loop.run(model.step, model.initial_state(x), loop.Halting("dact", 6, tau=0.25), target=target)
+    assert torch.allclose(out.penalty, 0.25 * out.ponder.mean())
+    assert torch.allclose(out.loss, out.task_loss + out.penalty)
+
+
+def test_state_may_be_a_dict_or_list():
+    rows = torch.tensor([True, False, True])
+    state = {"a": torch.arange(3), "b": [torch.arange(6).view(3, 2)]}
+    picked = loop.select(state, rows)
+    assert picked["a"].tolist() == [0, 2] and picked["b"][0].tolist() == [[0, 1], [4, 5]]
+    with pytest.raises(ValueError, match="state"):
+        loop.select("not a tensor", rows)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(method="ponder"), "method"), (dict(max_steps=0), "max_steps"), (dict(tau=-1.0), "tau"),
+    (dict(eps=1.0), "eps"), (dict(temperature=0.0), "temperature"), (dict(eval_mode="greedy"), "eval_mode"),
+    (dict(prior=0.0), "prior"),
+])
+def test_bad_halting_settings_name_the_parameter(kwargs, name):
+    settings = dict(method="dact", max_steps=4) | kwargs
+    with pytest.raises(ValueError, match=name):
+        loop.Halting(**settings)
+
+
+def test_run_refuses_something_that_is_not_a_halting():
+    model, x, _ = model_and_batch(0)
+    with pytest.raises(ValueError, match="halting"):
+        loop.run(model.step, model.initial_state(x), "dact")

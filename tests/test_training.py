@@ -1,0 +1,93 @@
+"""Training runs: reproducible, checkpointed atomically, resumable; results files."""
+import json
+
+import pytest
+import torch
+
+from adaptive import benchmark, checkpoint, results, training
+
+TINY = dict(size=4, hidden=8, max_steps=3, iterations=6, batch_size=16, eval_size=32, eval_every=3)
+
+
+def test_a_run_reports_every_required_field():
+    rows = training.train(training.RunConfig("pact", tau=0.01, eval_modes=("thresholded", "relaxed"), **TINY),
+                          progress=False)
+    assert [r["eval_mode"] for r in rows] == ["thresholded", "relaxed"]
+    for row in rows:
+        for key in results.REQUIRED:
+            assert key in row
+        assert 0 <= row["accuracy"] <= 1 and 1 <= row["mean_steps"] <= row["max_steps"] == 3
+        assert [point["iteration"] for point in row["curve"]] == [3, 6]
+
+
+def test_same_seed_same_result():
+    config = training.RunConfig("dact", tau=0.01, **TINY)
+    first, second = (training.train(config, progress=False)[0] for _ in range(2))
+    assert first["curve"] == second["curve"] and first["accuracy"] == second["accuracy"]
+
+
+def test_interrupted_run_resumes_to_the_same_model(tmp_path):
+    config = training.RunConfig("act", tau=0.01, **TINY)
+    straight = training.train(config, progress=False)[0]
+    # an interrupted run: the same configuration stopped after a checkpoint at iteration 3
+    partial = training.RunConfig("act", tau=0.01, **(TINY | {"iterations": 3}))
+    training.train(partial, checkpoint_dir=tmp_path, progress=False, checkpoint_every=3)
+    saved = torch.load(tmp_path / f"{partial.key()}.pt", weights_only=False)
+    saved["config"] = training.asdict(config)
+    checkpoint.save(tmp_path / f"{config.key()}.pt", saved)
+    resumed = training.train(config, checkpoint_dir=tmp_path, progress=False, checkpoint_every=3)[0]
+    assert resumed["accuracy"] == straight["accuracy"]
+    assert [p["train_loss"] for p in resumed["curve"]] == pytest.approx(
+        [p["train_loss"] for p in straight["curve"]])
+
+
+def test_finished_run_is_reused_not_retrained(tmp_path):
+    config = training.RunConfig("fixed", **TINY)
+    first = training.train(config, checkpoint_dir=tmp_path, progress=False)[0]
+    second = training.train(config, checkpoint_dir=tmp_path, progress=False)[0]
+    assert second["train_seconds"] == first["train_seconds"]
+
+
+def test_checkpoint_with_other_configuration_is_refused_with_differences(tmp_path):
+    path = tmp_path / "run.pt"
+    checkpoint.save(path, {"config": {"tau": 0.1, "seed": 0}})
+    with pytest.raises(ValueError, match=r"tau: checkpoint has 0\.1, this run has 0\.2"):
+        checkpoint.load(path, {"tau": 0.2, "seed": 0})
+    assert checkpoint.load(tmp_path / "missing.pt", {}) is None
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_grid_in_two_processes_matches_one_process():
+    configs = [training.RunConfig(m, tau=0.01, **TINY) for m in ("dact", "pondernet")]
+    serial = training.train_grid(configs, workers=1)
+    parallel = training.train_grid(configs, workers=2)
+    assert [r["accuracy"] for r in serial] == [r["accuracy"] for r in parallel]
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(iterations=0), "iterations"), (dict(lr=0.0), "lr"),
+                                          (dict(eval_modes=("greedy",)), "eval_modes"),
+                                          (dict(method="act", tau=-0.1), "tau")])
+def test_bad_run_settings_name_the_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        training.RunConfig(**({"method": "dact"} | kwargs))
+
+
+def test_results_file_has_the_shared_format(tmp_path):
+    path = results.write(tmp_path / "r.json", {"seed": 0},
+                         [{"method": "dact", "tau": 0.1, "seed": 0, "accuracy": 0.9, "mean_steps": 2.0,
+                           "max_steps": 4}])
+    assert json.loads(path.read_text())["runs"][0]["method"] == "dact"
+    with pytest.raises(ValueError, match="mean_steps"):
+        results.write(tmp_path / "bad.json", {}, [{"method": "dact", "tau": 0, "seed": 0, "accuracy": 1,
+                                                   "max_steps": 4}])
+
+
+def test_benchmark_measures_every_mechanism(tmp_path):
+    out = tmp_path / "bench.json"
+    benchmark.main(["--width", "32", "--batch", "16", "--steps", "4", "--repeats", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert [r["mechanism"] for r in result["training"]] == ["plain", *benchmark.MECHANISMS]
+    for row in result["evaluation"]:
+        assert 1 <= row["mean_steps"] <= 4 and row["ideal_speedup"] == pytest.approx(4 / row["mean_steps"])
+    assert result["evaluation"][0]["mean_steps"] == 4          # fixed runs every step
+    assert all(r["mean_steps"] < 4 for r in result["evaluation"][1:])   # the others exit early
