@@ -6,9 +6,14 @@ Modules:
     pact       -- Probabilistic ACT (Figurnov, Sobolev & Vetrov 2018)
     pondernet  -- PonderNet (Banino et al. 2021)
     loop       -- one loop that makes any step function adaptive under any mechanism
-    parity     -- Graves' parity task
+    parity     -- Graves' parity task, with a held-out split and PonderNet's extrapolation split
+    models     -- small step functions for the toy tasks
+    training   -- seeded, checkpointed, resumable training runs and grids
+    checkpoint -- atomic checkpoints that refuse a different configuration
+    results    -- the results file every training chapter writes
+    benchmark  -- what the mechanisms cost and what early exit saves
 """
-from . import act, dact, pact, pondernet
+from . import act, dact, loop, pact, parity, pondernet
 
-__all__ = ["act", "dact", "pact", "pondernet"]
+__all__ = ["act", "dact", "loop", "pact", "parity", "pondernet"]
 __version__ = "0.1.0"

@@ -53,6 +53,7 @@ def halting_distribution(h: torch.Tensor, eps: float = 0.01):
         N: (B,) int64, the 1-based number of steps used.
     """
     _checks.as_steps("h", h)
+    _checks.probabilities("h", h)                 # all of h, the ignored last score included
     batch, steps = h.shape[0], h.shape[1]
     if h.dim() != 2:
         raise ValueError(f"h must have shape (B, L), got {tuple(h.shape)}")

@@ -117,8 +117,10 @@ def can_halt(a_n: torch.Tensor, p_n: torch.Tensor, remaining) -> torch.Tensor:
         raise ValueError(f"p_n must have shape (B,) = {tuple(a_n.shape[:1])}, got {shape}")
     _checks.probabilities("p_n", p_n)
     d = torch.as_tensor(remaining, dtype=a_n.dtype, device=a_n.device)
-    if d.dim() > 1 or (d.dim() == 1 and d.shape != p_n.shape) or (d < 0).any():
-        raise ValueError(f"remaining must be an int >= 0 or a (B,) tensor of them, got {remaining!r}")
+    if (d.dim() > 1 or (d.dim() == 1 and d.shape != p_n.shape) or (d < 0).any()
+            or not torch.equal(d, d.round())):
+        raise ValueError(f"remaining must be a whole number of steps >= 0, or a (B,) tensor of them, "
+                         f"got {remaining!r}")
     top2 = a_n.topk(2, dim=1).values                                        # (B, 2)
     top, runner_up = top2[:, 0], top2[:, 1]
     return top * (1 - p_n) ** d >= runner_up + p_n * d

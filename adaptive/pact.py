@@ -73,7 +73,8 @@ def stick_breaking(xi: torch.Tensor) -> torch.Tensor:
 
 
 def _last_is_one(h: torch.Tensor) -> torch.Tensor:
-    """Replace the last step's value with 1 (eq. 11: ``h^L = 1``)."""
+    """Replace the last step's value with 1 (eq. 11: ``h^L = 1``), after checking all of h."""
+    _checks.probabilities("h", h)
     return torch.cat([h[:, :-1], torch.ones_like(h[:, :1])], dim=1)
 
 
@@ -141,5 +142,6 @@ def truncated_geometric_log_prob(z, tau: float, L: int) -> torch.Tensor:
     if (z < 1).any() or (z > L).any():
         raise ValueError(f"z must lie in 1..L = 1..{L}, got values in "
                          f"[{z.min().item()}, {z.max().item()}]")
-    log_norm = math.log(math.expm1(tau)) - math.log(-math.expm1(-tau * L))
+    # log(exp(tau) - 1) = tau + log(1 - exp(-tau)), which does not overflow for large tau
+    log_norm = tau + math.log(-math.expm1(-tau)) - math.log(-math.expm1(-tau * L))
     return log_norm - tau * z.to(torch.float64)
