@@ -20,39 +20,47 @@ import torch
 from . import _checks
 
 
-def halting_probabilities(h: torch.Tensor) -> torch.Tensor:
+def halting_probabilities(h: torch.Tensor, p_start: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 1: ``p_n = prod_{i<=n} h_i``, the chance that a later step still changes the answer.
 
     Args:
         h: (B, L) halting values in [0, 1].
+        p_start: optional (B,) p after the steps before these (to continue a
+            run step by step); default ``p_0 = 1``.
     Returns:
         (B, L) p_n, non-increasing in n.
     """
     _checks.as_steps("h", h)
     _checks.probabilities("h", h)
-    return torch.cumprod(h, dim=1)
+    p = torch.cumprod(h, dim=1)
+    return p if p_start is None else p_start.unsqueeze(1) * p
 
 
-def _previous_p(h: torch.Tensor) -> torch.Tensor:
-    """``p_{n-1}`` for n = 1..L, with ``p_0 = 1``; shape (B, L)."""
-    p = halting_probabilities(h)                                            # (B, L)
-    return torch.cat([torch.ones_like(p[:, :1]), p[:, :-1]], dim=1)
+def _previous_p(h: torch.Tensor, p_start: torch.Tensor | None) -> torch.Tensor:
+    """``p_{n-1}`` for each of the L steps, starting from ``p_start`` (default p_0 = 1); (B, L)."""
+    p = halting_probabilities(h, p_start)                                   # (B, L)
+    first = torch.ones_like(p[:, :1]) if p_start is None else p_start.unsqueeze(1)
+    return torch.cat([first, p[:, :-1]], dim=1)
 
 
-def accumulate(y: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def accumulate(y: torch.Tensor, h: torch.Tensor, start: tuple | None = None) -> torch.Tensor:
     """Eq. 2: the accumulated answer ``a_n`` after every step n.
 
     Args:
         y: (B, L, C) per-step answers, probabilities in [0, 1].
         h: (B, L) halting values in [0, 1].
+        start: optional ``(a, p)``, the accumulated answer (B, C) and halting
+            probability (B,) after the steps before these, to continue a run
+            step by step (as early-exit evaluation does); default ``a_0 = 0``,
+            ``p_0 = 1``.
     Returns:
         (B, L, C): ``a[:, n-1]`` is a_n; ``a[:, -1]`` is the model's answer Y.
     """
     _checks.as_steps("y", y, min_dims=3)
     _checks.probabilities("y", y)
     _checks.same_leading_shape("y", y, "h", h, dims=2)
-    p_prev = _previous_p(h).unsqueeze(-1)                                   # (B, L, 1)
-    a = torch.zeros_like(y[:, 0])                                           # (B, C), a_0 = 0
+    a, p_start = (torch.zeros_like(y[:, 0]), None) if start is None else start   # (B, C), a_0 = 0
+    p_prev = _previous_p(h, p_start).unsqueeze(-1)                          # (B, L, 1)
     answers = []
     for n in range(y.shape[1]):
         a = y[:, n] * p_prev[:, n] + a * (1 - p_prev[:, n])                 # (B, C)
@@ -72,7 +80,7 @@ def step_weights(h: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, L) weights summing to 1 along the steps.
     """
-    p_prev = _previous_p(h)                                                 # (B, L) p_{n-1}
+    p_prev = _previous_p(h, None)                                           # (B, L) p_{n-1}
     keep = 1 - p_prev                                                       # (B, L) 1 - p_{n-1}
     # prod_{k=n}^{L-1} (1 - p_k) = prod over later positions of keep, i.e. a reversed
     # exclusive cumulative product of keep[:, 1:].
@@ -116,11 +124,14 @@ def can_halt(a_n: torch.Tensor, p_n: torch.Tensor, remaining) -> torch.Tensor:
         shape = tuple(p_n.shape) if isinstance(p_n, torch.Tensor) else type(p_n).__name__
         raise ValueError(f"p_n must have shape (B,) = {tuple(a_n.shape[:1])}, got {shape}")
     _checks.probabilities("p_n", p_n)
-    d = torch.as_tensor(remaining, dtype=a_n.dtype, device=a_n.device)
-    if (d.dim() > 1 or (d.dim() == 1 and d.shape != p_n.shape) or (d < 0).any()
-            or not torch.equal(d, d.round())):
-        raise ValueError(f"remaining must be a whole number of steps >= 0, or a (B,) tensor of them, "
-                         f"got {remaining!r}")
+    if isinstance(remaining, int) and not isinstance(remaining, bool) and remaining >= 0:
+        d = remaining                                                       # the common case, no tensor ops
+    else:
+        d = torch.as_tensor(remaining, dtype=a_n.dtype, device=a_n.device)
+        if (d.dim() > 1 or (d.dim() == 1 and d.shape != p_n.shape) or (d < 0).any()
+                or not torch.equal(d, d.round())):
+            raise ValueError(f"remaining must be a whole number of steps >= 0, or a (B,) tensor of them, "
+                             f"got {remaining!r}")
     top2 = a_n.topk(2, dim=1).values                                        # (B, 2)
     top, runner_up = top2[:, 0], top2[:, 1]
     return top * (1 - p_n) ** d >= runner_up + p_n * d

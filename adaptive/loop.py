@@ -180,66 +180,95 @@ def _train(step: Step, state: State, halting: Halting, target: torch.Tensor | No
     return out
 
 
-def _halt_now(halting: Halting, logits: torch.Tensor, h: torch.Tensor, last: bool,
-              generator: torch.Generator | None):
-    """Which of the running samples halt after this step, and their answers.
+class _Memory:
+    """What evaluation keeps of each sample's past steps; rows are sample indices.
+
+    ACT and relaxed PACT need the whole prefix of logits and h; DACT only its
+    running answer a_n and probability p_n (eq. 2 continues from them); the
+    others need nothing.
+    """
+
+    def __init__(self, halting: Halting, batch: int, classes: int, like: torch.Tensor):
+        L = halting.max_steps
+        self.prefix = halting.method == "act" or (
+            halting.method in ("pact", "pondernet") and halting.eval_mode == "relaxed")
+        if self.prefix:
+            self.logits = like.new_zeros(batch, L, classes)                  # (B, L, C)
+            self.h = like.new_zeros(batch, L)                                # (B, L)
+        if halting.method == "dact":
+            self.answer = like.new_zeros(batch, classes)                     # a_0 = 0
+            self.p = like.new_ones(batch)                                    # p_0 = 1
+
+
+def _halt_now(halting: Halting, memory: _Memory, rows: torch.Tensor, n: int, logits: torch.Tensor,
+              h: torch.Tensor, generator: torch.Generator | None):
+    """Which of the running samples ``rows`` halt after step n, and their answers.
 
     Args:
-        logits: (b, n, C) the running samples' logits so far; h: (b, n) their h.
+        logits: (b, C) this step's logits; h: (b,) this step's h.
     Returns:
-        (b,) bool halted, (b, C) class probabilities if halting now.
+        (b,) bool halted; a function giving the (k, C) class probabilities of
+        the rows selected by a (b,) mask (only halted rows are ever asked for).
     """
-    method, n = halting.method, h.shape[1]
+    method, last = halting.method, n == halting.max_steps
+    if memory.prefix:
+        memory.logits[rows, n - 1] = logits
+        memory.h[rows, n - 1] = h
     if method == "act":
-        halted = act.reached_threshold(h, halting.eps)[:, -1]
-        weights, _, _ = act.halting_distribution(h, halting.eps)
-        probs = F.softmax(_mix(weights, logits), dim=-1)
+        halted = act.reached_threshold(memory.h[rows, :n], halting.eps)[:, -1]
+
+        def answer(mask):
+            weights, _, _ = act.halting_distribution(memory.h[rows[mask], :n], halting.eps)
+            return F.softmax(_mix(weights, memory.logits[rows[mask], :n]), dim=-1)
     elif method == "dact":
-        answers = dact.accumulate(F.softmax(logits, dim=-1), h)[:, -1]      # (b, C) a_n
-        p_n = dact.halting_probabilities(h)[:, -1]                          # (b,)
-        halted = dact.can_halt(answers, p_n, halting.max_steps - n)
-        probs = answers
-    elif method in ("pact", "pondernet") and halting.eval_mode != "relaxed":
-        halted = pact.sample_halt(h[:, -1], halting.eval_mode, generator=generator).bool()
-        probs = F.softmax(logits[:, -1], dim=-1)
-    else:  # fixed, or relaxed evaluation: no early exit
-        halted = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
+        start = (memory.answer[rows], memory.p[rows])
+        a_n = dact.accumulate(F.softmax(logits, dim=-1).unsqueeze(1), h.unsqueeze(1), start)[:, -1]
+        p_n = dact.halting_probabilities(h.unsqueeze(1), memory.p[rows])[:, -1]
+        memory.answer[rows], memory.p[rows] = a_n, p_n
+        halted = dact.can_halt(a_n, p_n, halting.max_steps - n)
+
+        def answer(mask):
+            return a_n[mask]
+    elif memory.prefix:                      # relaxed PACT / PonderNet: every step, no early exit
+        halted = torch.zeros_like(h, dtype=torch.bool)
+
+        def answer(mask):
+            z = pact.halting_distribution(memory.h[rows[mask]], "relaxed", halting.temperature, generator)
+            return F.softmax(_mix(z, memory.logits[rows[mask]]), dim=-1)
+    else:                                    # fixed; PACT / PonderNet thresholded or discrete
         if method == "fixed":
-            probs = F.softmax(logits[:, -1], dim=-1)
+            halted = torch.zeros_like(h, dtype=torch.bool)
         else:
-            z = pact.halting_distribution(h, "relaxed", halting.temperature, generator)
-            probs = F.softmax(_mix(z, logits), dim=-1)
+            halted = pact.sample_halt(h, halting.eval_mode, generator=generator).bool()
+
+        def answer(mask):
+            return F.softmax(logits[mask], dim=-1)
     if last:
         halted = torch.ones_like(halted)
-    return halted, probs
+    return halted, answer
 
 
 @torch.no_grad()
 def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Generator | None) -> Output:
     L = halting.max_steps
-    running = None                      # (b,) indices of samples still computing
-    logits_seen = h_seen = None         # (B, L, C), (B, L) buffers, filled per running row
-    probs = steps = None
+    rows = memory = probs = steps = None     # rows: (b,) indices of the samples still computing
     for n in range(1, L + 1):
         logits, halt_logit, state = step(state)
-        if running is None:
-            batch = logits.shape[0]
-            running = torch.arange(batch, device=logits.device)
-            logits_seen = logits.new_zeros(batch, L, logits.shape[1])
-            h_seen = logits.new_zeros(batch, L)
-            probs = logits.new_zeros(batch, logits.shape[1])
+        if rows is None:
+            batch, classes = logits.shape
+            rows = torch.arange(batch, device=logits.device)
+            memory = _Memory(halting, batch, classes, logits)
+            probs = logits.new_zeros(batch, classes)
             steps = torch.full((batch,), L, dtype=torch.int64, device=logits.device)
-        logits_seen[running, n - 1] = logits
-        h_seen[running, n - 1] = halting_values(halting, halt_logit)
-        halted, answer = _halt_now(halting, logits_seen[running, :n], h_seen[running, :n],
-                                   n == L, generator)
-        probs[running[halted]] = answer[halted]
-        steps[running[halted]] = n
-        if halted.all():
-            break
+        halted, answer = _halt_now(halting, memory, rows, n, logits,
+                                   halting_values(halting, halt_logit), generator)
         if halted.any():
+            probs[rows[halted]] = answer(halted)
+            steps[rows[halted]] = n
+            if halted.all():
+                break
             keep = ~halted
-            running, state = running[keep], select(state, keep)
+            rows, state = rows[keep], select(state, keep)
     return Output(probs=probs, steps=steps)
 
 

@@ -28,6 +28,10 @@ def halting_distribution(lam: torch.Tensor) -> torch.Tensor:
 
     The same formula as PACT's eq. 14, so it is computed there.
     """
+    _checks.as_steps("lam", lam)
+    if lam.dim() != 2:
+        raise ValueError(f"lam must have shape (B, L), got {tuple(lam.shape)}")
+    _checks.probabilities("lam", lam)
     return pact.halting_probabilities(lam)
 
 

@@ -73,6 +73,18 @@ class RunConfig:
         return f"{self.method}-tau{self.tau:g}-L{self.max_steps}-seed{self.seed}-{digest}"
 
 
+def flush_denormals() -> None:
+    """Treat subnormal floats as zero on the CPU, for this process.
+
+    DACT's p_n = prod h_i (and PACT's and PonderNet's stick remainders) shrink
+    geometrically and soon fall below float32's smallest normal number; CPU
+    arithmetic on such subnormal values is many times slower, and the backward
+    pass carries them into every matrix product. Flushing them to zero changes
+    nothing measurable in the results and keeps training at full speed.
+    """
+    torch.set_flush_denormal(True)
+
+
 def evaluate(model: ParityRNN, halting: loop.Halting, x: torch.Tensor, target: torch.Tensor,
              difficulty: torch.Tensor, generator: torch.Generator | None = None) -> dict:
     """Accuracy and steps with per-sample early exit, overall and per difficulty."""
@@ -100,6 +112,7 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
     iterations and at the end, and a later call with the same configuration
     resumes from where it stopped (or returns the finished run's results).
     """
+    flush_denormals()
     torch.manual_seed(config.seed)
     task = Parity(config.size)
     x_val, y_val, d_val = (t.to(device) for t in task.fixed_set(config.eval_size, config.eval_seed))
