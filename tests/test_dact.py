@@ -13,19 +13,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strategies import matrices, mixed, unit
+
 from adaptive import dact
 
 FAST = settings(max_examples=60, deadline=None)
 
-unit = st.floats(0.0, 1.0, allow_nan=False)
-mixed = st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 1.0, 0.5]))
 
-
-@st.composite
-def matrices(draw, max_batch=4, max_steps=7, values=mixed):
-    batch = draw(st.integers(1, max_batch))
-    steps = draw(st.integers(1, max_steps))
-    return [[draw(values) for _ in range(steps)] for _ in range(batch)]
 
 
 @st.composite

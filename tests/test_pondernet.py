@@ -14,19 +14,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strategies import matrices
+
 from adaptive import pondernet
 
 FAST = settings(max_examples=50, deadline=None)
 
-mixed = st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 0.5, 1.0]))
 lambda_ps = st.floats(1e-6, 1 - 1e-6)
 
-
-@st.composite
-def matrices(draw, max_batch=4, max_steps=7, values=mixed):
-    batch = draw(st.integers(1, max_batch))
-    steps = draw(st.integers(1, max_steps))
-    return [[draw(values) for _ in range(steps)] for _ in range(batch)]
 
 
 @st.composite
