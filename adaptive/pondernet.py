@@ -68,7 +68,11 @@ def kl_to_prior(p: torch.Tensor, lambda_p: float) -> torch.Tensor:
     _checks.as_steps("p", p)
     _checks.probabilities("p", p)
     prior = geometric_prior(lambda_p, p.shape[1]).to(p.dtype).to(p.device)   # (L,)
-    return (torch.xlogy(p, p) - p * prior.log()).sum(dim=1)
+    # 0 log 0 = 0. Clamping inside the log (rather than xlogy, whose gradient at
+    # p = 0 is NaN) keeps the gradient finite once a lambda saturates at 1 and
+    # every later p_n is exactly 0, as happens in float32 training.
+    log_p = p.clamp_min(torch.finfo(p.dtype).tiny).log()
+    return (p * (log_p - prior.log())).sum(dim=1)
 
 
 def reconstruction_loss(step_losses: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

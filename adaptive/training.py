@@ -145,6 +145,10 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
     while state["iteration"] < config.iterations:
         x, target, _ = (t.to(device) for t in task.sample(config.batch_size, stream))
         out = loop.run(model.step, model.initial_state(x), halting, target=target, generator=noise)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(
+                f"{config.key()}: the loss became {out.loss.item()} at iteration {state['iteration'] + 1}; "
+                f"lower lr (now {config.lr:g}) or tau (now {config.tau:g}), or change seed")
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()

@@ -287,3 +287,12 @@ def test_reconstruction_loss_rejects_mismatched_shapes(p):
 def test_reconstruction_loss_rejects_bad_step_losses(losses):
     with pytest.raises(ValueError, match=r"^step_losses\b"):
         pondernet.reconstruction_loss(losses, torch.ones(2, 3) / 3)
+
+
+def test_kl_gradient_is_finite_when_a_halting_probability_saturates():
+    """In float32 training lambda reaches exactly 1, and every later p_n is exactly 0."""
+    lam = torch.tensor([[0.3, 1.0, 0.5, 0.2]], requires_grad=True)
+    kl = pondernet.kl_to_prior(pondernet.halting_distribution(lam), 0.2)
+    kl.sum().backward()
+    assert torch.isfinite(kl).all() and torch.isfinite(lam.grad).all()
+    assert lam.grad[0, 2:].abs().sum() == 0          # steps after a certain halt get no gradient

@@ -1,0 +1,155 @@
+"""Shared fixtures: the book's table of contents and one quick papermill run of its notebooks.
+
+The notebooks are executed with the Makefile's own rule (``make execute QUICK=1``, one
+notebook per call so that each gets its own wall time), with the interpreter that runs
+pytest. The executed copies land in build/quick/notebooks/, their results JSON in
+build/quick/results/, and the wall times in build/quick/timings.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TOC = REPO / "book" / "_toc.yml"
+QUICK_DIR = REPO / "build" / "quick"
+# How long one quick notebook may run before the make call is abandoned; the tests allow 90 s,
+# this only keeps a hung kernel from hanging the session.
+HANG_LIMIT_S = 900
+
+
+def toc_files() -> list[str]:
+    """Every page of book/_toc.yml in reading order, as paths without suffix (book/intro, ...)."""
+    toc = yaml.safe_load(TOC.read_text())
+    files = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                if isinstance(value, (list, dict)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({key: value for key, value in toc.items() if key != "root"})
+    return files
+
+
+def toc_notebooks() -> list[str]:
+    """Names of the notebooks the book shows, e.g. ``03_parity``, in reading order."""
+    return [Path(f).name for f in toc_files() if f.startswith("notebooks/")]
+
+
+def repo_notebooks() -> list[str]:
+    """The toc's notebooks and every notebooks/*.ipynb, so a notebook missing on disk still shows up."""
+    on_disk = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
+    return toc_notebooks() + [name for name in on_disk if name not in toc_notebooks()]
+
+
+def pytest_generate_tests(metafunc):
+    if "toc_notebook" in metafunc.fixturenames:
+        metafunc.parametrize("toc_notebook", toc_notebooks())
+    if "repo_notebook" in metafunc.fixturenames:
+        metafunc.parametrize("repo_notebook", repo_notebooks())
+    if "toc_page" in metafunc.fixturenames:
+        metafunc.parametrize("toc_page", toc_files())
+
+
+def run_make(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    """``make ARGS`` at the repository root, in the environment that runs the tests.
+
+    PY= points the Makefile at this interpreter and INSTALL= skips its install check; the
+    variables of an enclosing make (``make test``) are not passed down.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    command = ["make", "--no-print-directory", *args, f"PY={sys.executable}", "INSTALL="]
+    try:
+        return subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return subprocess.CompletedProcess(command, 124, out, f"timed out after {timeout} s")
+
+
+@dataclass
+class NotebookRun:
+    name: str
+    source: str
+    executed: str
+    results: str
+    seconds: float | None
+    returncode: int | None
+    log: str
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.splitlines()[-lines:])
+
+
+def _say(config, message: str) -> None:
+    """Progress lines that show through pytest's output capture."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is None:
+        print(message, flush=True)
+        return
+    with capture.global_and_fixture_disabled():
+        print(message, flush=True)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def toc_pages() -> list[str]:
+    """Every page of the toc in reading order (book/intro, notebooks/01_..., ...)."""
+    return toc_files()
+
+
+@pytest.fixture(scope="session")
+def make():
+    """``make(*args, timeout=...)``: the Makefile, run as the tests' own notebooks are run."""
+    return run_make
+
+
+@pytest.fixture(scope="session")
+def quick_runs(pytestconfig) -> dict[str, NotebookRun]:
+    """Execute every notebook of the toc once per session in quick mode; name -> NotebookRun."""
+    runs = {}
+    for name in toc_notebooks():
+        source = REPO / "notebooks" / f"{name}.ipynb"
+        executed = QUICK_DIR / "notebooks" / f"{name}.ipynb"
+        results = QUICK_DIR / "results" / f"{name}.json"
+        run = NotebookRun(name, str(source), str(executed), str(results), None, None, "")
+        runs[name] = run
+        if not source.exists():
+            run.log = f"{source.relative_to(REPO)} is listed in book/_toc.yml but does not exist"
+            continue
+        # Always a fresh run: no copy or results left over from an earlier session count.
+        executed.unlink(missing_ok=True)
+        results.unlink(missing_ok=True)
+        _say(pytestconfig, f"\n[quick] executing notebooks/{name}.ipynb ...")
+        start = time.perf_counter()
+        proc = run_make("execute", "QUICK=1", f"NOTEBOOKS=notebooks/{name}.ipynb",
+                        "CELL_TIMEOUT=600", timeout=HANG_LIMIT_S)
+        run.seconds = time.perf_counter() - start
+        run.returncode = proc.returncode
+        run.log = proc.stdout
+        _say(pytestconfig, f"[quick] {name}: exit {proc.returncode} in {run.seconds:.1f} s")
+    QUICK_DIR.mkdir(parents=True, exist_ok=True)
+    (QUICK_DIR / "timings.json").write_text(json.dumps(
+        {name: {"seconds": run.seconds, "returncode": run.returncode} for name, run in runs.items()},
+        indent=2) + "\n")
+    return runs

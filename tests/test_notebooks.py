@@ -1,0 +1,134 @@
+"""The notebooks: committed clean, parameterised for papermill, runnable in quick mode, results JSON.
+
+The quick runs come from the session fixture ``quick_runs`` (tests/conftest.py), which runs
+``make execute QUICK=1`` once per notebook of book/_toc.yml.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+from numbers import Real
+from pathlib import Path
+
+import nbformat
+import pytest
+
+QUICK_LIMIT_S = 90
+# Notebooks that train models: their results JSON must list runs. Any other notebook whose
+# JSON has a "runs" key is checked the same way.
+TRAINING_NOTEBOOKS = {"03_parity"}
+REQUIRED_PARAMETERS = ("quick", "seed", "device", "results_path")
+RUN_KEYS = ("method", "tau", "seed", "accuracy", "mean_steps", "max_steps")
+
+
+def read_notebook(repo_root: Path, name: str) -> nbformat.NotebookNode:
+    path = repo_root / "notebooks" / f"{name}.ipynb"
+    if not path.exists():
+        pytest.fail(f"{path.relative_to(repo_root)} is listed in book/_toc.yml but does not exist")
+    return nbformat.read(path, as_version=4)
+
+
+def test_committed_notebook_has_no_outputs(repo_root, repo_notebook):
+    nb = read_notebook(repo_root, repo_notebook)
+    dirty = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+             and (cell.get("outputs") or cell.get("execution_count") is not None)]
+    assert not dirty, (f"notebooks/{repo_notebook}.ipynb is committed with outputs or execution "
+                       f"counts in cells {dirty}; clear them (the book shows papermill's copy)")
+
+
+def parameters_cell(nb: nbformat.NotebookNode, name: str) -> dict[str, object]:
+    """The literal assignments of the one code cell tagged ``parameters``."""
+    tagged = [cell for cell in nb.cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{name}: expected one cell tagged 'parameters', found {len(tagged)}"
+    cell = tagged[0]
+    assert cell.cell_type == "code", f"{name}: the 'parameters' cell must be a code cell"
+    values = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and node.value is not None:
+                    try:
+                        values[target.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        values[target.id] = ast.unparse(node.value)
+    return values
+
+
+def test_parameters_cell(repo_root, repo_notebook):
+    values = parameters_cell(read_notebook(repo_root, repo_notebook), repo_notebook)
+    missing = [p for p in REQUIRED_PARAMETERS if p not in values]
+    assert not missing, f"{repo_notebook}: the parameters cell does not define {missing}"
+    expected = {"quick": False, "seed": 0, "device": "cpu",
+                "results_path": f"build/results/{repo_notebook}.json"}
+    for key, value in expected.items():
+        assert values[key] == value and type(values[key]) is type(value), (
+            f"{repo_notebook}: parameters cell has {key} = {values[key]!r}, the default must be {value!r}")
+
+
+def test_quick_run_succeeds_in_time(quick_runs, toc_notebook, record_property):
+    run = quick_runs[toc_notebook]
+    assert run.returncode is not None, run.log
+    record_property("quick_seconds", round(run.seconds, 1))
+    assert run.returncode == 0, (
+        f"{toc_notebook} failed in quick mode after {run.seconds:.1f} s:\n{run.tail()}")
+    assert Path(run.executed).exists(), f"{toc_notebook}: no executed copy at {run.executed}"
+    assert run.seconds <= QUICK_LIMIT_S, (
+        f"{toc_notebook} took {run.seconds:.1f} s in quick mode; the limit is {QUICK_LIMIT_S} s")
+
+
+def test_quick_executed_copy_has_no_errors(quick_runs, toc_notebook):
+    run = quick_runs[toc_notebook]
+    if run.returncode != 0:
+        pytest.fail(f"{toc_notebook} did not execute (see test_quick_run_succeeds_in_time)")
+    nb = nbformat.read(run.executed, as_version=4)
+    errors = [o.get("ename") for cell in nb.cells for o in cell.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors, f"{toc_notebook}: error outputs {errors} in {run.executed}"
+    injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    assert injected and "quick = True" in injected[0].source, (
+        f"{toc_notebook}: papermill did not inject quick = True after the parameters cell")
+
+
+def is_number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_run(name: str, i: int, run: dict) -> None:
+    where = f"{name} results, runs[{i}]"
+    assert isinstance(run, dict), f"{where} is not an object: {run!r}"
+    missing = [key for key in RUN_KEYS if key not in run]
+    assert not missing, f"{where} lacks {missing}: {run}"
+    assert isinstance(run["method"], str) and run["method"], f"{where}: method {run['method']!r}"
+    assert run["tau"] is None or (is_number(run["tau"]) and run["tau"] >= 0), (
+        f"{where}: tau {run['tau']!r} must be a number >= 0 (or null for no penalty)")
+    assert isinstance(run["seed"], int) and not isinstance(run["seed"], bool), (
+        f"{where}: seed {run['seed']!r} must be an integer")
+    assert is_number(run["accuracy"]) and 0 <= run["accuracy"] <= 1, (
+        f"{where}: accuracy {run['accuracy']!r} must lie in [0, 1]")
+    assert is_number(run["mean_steps"]) and is_number(run["max_steps"]), (
+        f"{where}: mean_steps {run['mean_steps']!r} and max_steps {run['max_steps']!r} must be numbers")
+    assert 1 <= run["mean_steps"] <= run["max_steps"], (
+        f"{where}: need 1 <= mean_steps <= max_steps, got {run['mean_steps']} and {run['max_steps']}")
+
+
+def test_results_json(quick_runs, toc_notebook):
+    run = quick_runs[toc_notebook]
+    if run.returncode != 0:
+        pytest.fail(f"{toc_notebook} did not execute (see test_quick_run_succeeds_in_time)")
+    path = Path(run.results)
+    assert path.exists(), f"{toc_notebook} did not write its results_path ({path})"
+    results = json.loads(path.read_text())
+    assert isinstance(results, dict), f"{path}: the results must be a JSON object"
+    if toc_notebook in TRAINING_NOTEBOOKS:
+        assert "runs" in results, f"{path}: a training notebook's results must have 'runs'"
+    if "runs" not in results:
+        return
+    assert isinstance(results.get("parameters"), dict) and results["parameters"], (
+        f"{path}: 'parameters' must be a non-empty object next to 'runs'")
+    if "quick" in results["parameters"]:
+        assert results["parameters"]["quick"] is True, f"{path}: ran with quick=True but recorded otherwise"
+    assert isinstance(results["runs"], list) and results["runs"], f"{path}: 'runs' must be a non-empty list"
+    for i, entry in enumerate(results["runs"]):
+        check_run(toc_notebook, i, entry)
