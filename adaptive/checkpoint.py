@@ -10,24 +10,32 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import IO, Callable
 
 import torch
 
 
-def save(path: str | os.PathLike, payload: dict) -> None:
-    """Write ``payload`` (which must hold a ``"config"`` dict) to ``path`` atomically."""
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = True) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
+        os.chmod(temporary, 0o644)                    # mkstemp makes files private
+        with os.fdopen(handle, "wb" if binary else "w") as file:
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return path
+
+
+def save(path: str | os.PathLike, payload: dict) -> None:
+    """Write ``payload`` (which must hold a ``"config"`` dict) to ``path`` atomically."""
+    atomic_write(path, lambda file: torch.save(payload, file))
 
 
 def load(path: str | os.PathLike, config: dict) -> dict | None:

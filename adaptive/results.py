@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from . import checkpoint
 
 REQUIRED = ("method", "tau", "seed", "accuracy", "mean_steps", "max_steps")
 
@@ -20,10 +21,6 @@ def write(path: str | os.PathLike, parameters: dict, runs: list[dict]) -> Path:
         missing = [key for key in REQUIRED if key not in run]
         if missing:
             raise ValueError(f"runs[{index}] lacks {', '.join(missing)}; every run needs {', '.join(REQUIRED)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        json.dump({"parameters": parameters, "runs": runs}, file, indent=1, default=str)
-    os.replace(temporary, path)
-    return path
+    return checkpoint.atomic_write(
+        path, lambda file: json.dump({"parameters": parameters, "runs": runs}, file, indent=1, default=str),
+        binary=False)

@@ -14,7 +14,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-QUICK_LIMIT_S = 90
 # Notebooks that train models: their results JSON must list runs. Any other notebook whose
 # JSON has a "runs" key is checked the same way.
 TRAINING_NOTEBOOKS = {"03_parity"}
@@ -67,21 +66,21 @@ def test_parameters_cell(repo_root, repo_notebook):
             f"{repo_notebook}: parameters cell has {key} = {values[key]!r}, the default must be {value!r}")
 
 
-def test_quick_run_succeeds_in_time(quick_runs, toc_notebook, record_property):
+def test_quick_run_succeeds(quick_runs, toc_notebook, record_property):
     run = quick_runs[toc_notebook]
     assert run.returncode is not None, run.log
     record_property("quick_seconds", round(run.seconds, 1))
     assert run.returncode == 0, (
         f"{toc_notebook} failed in quick mode after {run.seconds:.1f} s:\n{run.tail()}")
     assert Path(run.executed).exists(), f"{toc_notebook}: no executed copy at {run.executed}"
-    assert run.seconds <= QUICK_LIMIT_S, (
-        f"{toc_notebook} took {run.seconds:.1f} s in quick mode; the limit is {QUICK_LIMIT_S} s")
+    # The 90 s budget of a quick run is a speed target: the wall times are printed at the end
+    # of the session and written to build/quick/timings.json, not asserted (no timed tests).
 
 
 def test_quick_executed_copy_has_no_errors(quick_runs, toc_notebook):
     run = quick_runs[toc_notebook]
     if run.returncode != 0:
-        pytest.fail(f"{toc_notebook} did not execute (see test_quick_run_succeeds_in_time)")
+        pytest.fail(f"{toc_notebook} did not execute (see test_quick_run_succeeds)")
     nb = nbformat.read(run.executed, as_version=4)
     errors = [o.get("ename") for cell in nb.cells for o in cell.get("outputs", [])
               if o.get("output_type") == "error"]
@@ -116,7 +115,7 @@ def check_run(name: str, i: int, run: dict) -> None:
 def test_results_json(quick_runs, toc_notebook):
     run = quick_runs[toc_notebook]
     if run.returncode != 0:
-        pytest.fail(f"{toc_notebook} did not execute (see test_quick_run_succeeds_in_time)")
+        pytest.fail(f"{toc_notebook} did not execute (see test_quick_run_succeeds)")
     path = Path(run.results)
     assert path.exists(), f"{toc_notebook} did not write its results_path ({path})"
     results = json.loads(path.read_text())
