@@ -16,7 +16,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import _checks, checkpoint, loop, pact
 from .models import ParityRNN
