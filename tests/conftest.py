@@ -156,11 +156,14 @@ def quick_runs(pytestconfig) -> dict[str, NotebookRun]:
     return runs
 
 
+_SESSION_START = time.time()
+
+
 def pytest_terminal_summary(terminalreporter):
     """Print each quick run's wall time against the 90 s budget (a report, not a test)."""
     timings = QUICK_DIR / "timings.json"
-    if not timings.exists():
-        return
+    if not timings.exists() or timings.stat().st_mtime < _SESSION_START:
+        return                                   # no notebook ran in this session
     terminalreporter.write_sep("-", "quick notebook runs (budget 90 s each)")
     for name, run in json.loads(timings.read_text()).items():
         seconds = run.get("seconds")
