@@ -13,6 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strategies import BAD_SHAPES, bad_values, with_value
+
 from adaptive import act
 
 FAST = settings(max_examples=60, deadline=None)
@@ -261,21 +263,8 @@ def test_reached_threshold_does_not_force_last_step():
 GOOD = torch.full((2, 3), 0.3)
 
 
-def _with(value, position=(0, 0)):
-    h = GOOD.clone()
-    h[position] = value
-    return h
-
-
-BAD_H = [
-    pytest.param(_with(1.5), id="above-one"),
-    pytest.param(_with(-0.1), id="below-zero"),
-    pytest.param(_with(float("nan")), id="nan"),
-    pytest.param(_with(float("inf")), id="inf"),
-    pytest.param(_with(1.5, (1, 2)), id="last-above-one"),     # the ignored last score is checked too
-    pytest.param(_with(float("nan"), (0, 2)), id="last-nan"),
-    pytest.param(torch.zeros(2, 0), id="no-steps"),
-    pytest.param(torch.full((3,), 0.3), id="one-dimensional"),
+BAD_H = bad_values(GOOD) + BAD_SHAPES + [
+    pytest.param(with_value(GOOD, float("inf"), (0, 0)), id="inf"),
     pytest.param(torch.zeros(2, 3, dtype=torch.int64), id="integer-dtype"),
     pytest.param([[0.1, 0.2]], id="not-a-tensor"),
 ]

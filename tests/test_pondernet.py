@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strategies import matrices
+from strategies import BAD_SHAPES, bad_values, matrices
 
 from adaptive import pondernet
 
@@ -223,25 +223,7 @@ def test_full_objective_by_hand():
 # --------------------------------------------------------------------------- bad input
 
 GOOD = torch.full((2, 3), 0.4)
-
-
-def _with(value, position=(0, 0)):
-    t = GOOD.clone()
-    t[position] = value
-    return t
-
-
-BAD_VALUES = [
-    pytest.param(_with(1.5), id="above-one"),
-    pytest.param(_with(-0.2, (1, 1)), id="below-zero"),
-    pytest.param(_with(float("nan"), (0, 1)), id="nan"),
-    pytest.param(_with(2.0, (1, 2)), id="last-above-one"),     # the ignored last lambda is checked too
-    pytest.param(_with(float("nan"), (0, 2)), id="last-nan"),
-]
-BAD_SHAPES = [
-    pytest.param(torch.zeros(2, 0), id="no-steps"),
-    pytest.param(torch.full((3,), 0.4), id="one-dimensional"),
-]
+BAD_VALUES = bad_values(GOOD)
 
 
 @pytest.mark.parametrize("lam", BAD_VALUES + BAD_SHAPES)
