@@ -12,6 +12,8 @@ Modules:
     checkpoint -- atomic checkpoints that refuse a different configuration
     results    -- the results file every training chapter writes
     benchmark  -- what the mechanisms cost and what early exit saves
+    cifar, spatial_data -- data of the spatial (SACT / PSACT) chapter: CIFAR-10, generated objects
+    clevr      -- data of the visual-reasoning chapter: mini-CLEVR generator, CLEVR questions, features
 """
 from . import act, dact, loop, pact, parity, pondernet
 

@@ -1,0 +1,151 @@
+"""The CLEVR question dataset for torch, and a loader that reshuffles every epoch.
+
+``ClevrQuestions[i]`` is an ``Example``:
+
+    tokens   (T,) int64   question token ids, padded with <pad> (0) to the split's longest question
+    length   ()   int64   number of real tokens
+    features (C, H, W) float32, row ``image_index`` of the split's HDF5 file, read when asked for
+    answer   ()   int64   answer id (-1 when the split has no answers, CLEVR's test)
+    family   ()   int64   global family id 0..F-1 (-1 when unknown)
+    qtype    ()   int64   question type id: the last function of the program (-1 when unknown)
+
+``collate`` stacks examples into a ``Batch`` (tokens cut to the longest question of the
+batch). ``make_loader`` gives a DataLoader whose training order is a fresh permutation every
+epoch, drawn from (seed, epoch): the same seed gives the same sequence of epochs, and
+``loader.sampler.set_epoch(e)`` resumes at epoch e. (A loader that never shuffles shows the
+network the same order every epoch.)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from . import features as feature_files
+from . import questions as question_files
+from .questions import Vocab
+
+
+class Example(NamedTuple):
+    tokens: torch.Tensor        # (T,) int64
+    length: torch.Tensor        # () int64
+    features: torch.Tensor      # (C, H, W) float32
+    answer: torch.Tensor        # () int64
+    family: torch.Tensor        # () int64
+    qtype: torch.Tensor         # () int64
+
+
+class Batch(NamedTuple):
+    tokens: torch.Tensor        # (B, T) int64, T = longest question in the batch
+    lengths: torch.Tensor       # (B,) int64
+    features: torch.Tensor      # (B, C, H, W) float32
+    answers: torch.Tensor       # (B,) int64
+    families: torch.Tensor      # (B,) int64
+    qtypes: torch.Tensor        # (B,) int64
+
+
+class ClevrQuestions(Dataset):
+    """Questions of one split with their image features (mini-CLEVR or CLEVR v1.0).
+
+    The questions are encoded once (a few bytes each); the features stay on disk and are read
+    one row per example. ``check_features`` refuses a features file that lacks images.
+    """
+
+    def __init__(self, questions_path: str | os.PathLike, features_path: str | os.PathLike, vocab: Vocab,
+                 max_length: int | None = None):
+        info, items = question_files.read_questions(questions_path)
+        if not items:
+            raise ValueError(f"questions file {questions_path} holds no questions")
+        self.questions_path = Path(questions_path)
+        self.split = info.get("split", items[0].get("split", "?"))
+        feature_files.check_features(features_path, items)
+        self.features = feature_files.FeatureFile(features_path)
+        encoded = [vocab.encode(q["question"]) for q in items]
+        longest = max(len(e) for e in encoded)
+        if max_length is None:
+            max_length = longest
+        if longest > max_length:
+            raise ValueError(f"max_length={max_length} is shorter than the longest question of "
+                             f"{questions_path} ({longest} tokens); pass max_length >= {longest} or None")
+        dtype = torch.int16 if len(vocab.tokens) < 2 ** 15 else torch.int32       # compact storage
+        self.tokens = torch.zeros(len(items), max_length, dtype=dtype)             # (Q, T), 0 = <pad>
+        for row, ids in enumerate(encoded):
+            self.tokens[row, :len(ids)] = torch.tensor(ids, dtype=dtype)
+        self.lengths = torch.tensor([len(e) for e in encoded], dtype=torch.int64)  # (Q,)
+        labels = torch.tensor([vocab.labels(q) for q in items], dtype=torch.int64)  # (Q, 3)
+        self.answers, self.families, self.qtypes = labels.unbind(1)                # (Q,) each
+        self.image_index = torch.tensor([int(q["image_index"]) for q in items], dtype=torch.int64)
+        self.vocab = vocab
+
+    @classmethod
+    def from_root(cls, root: str | os.PathLike, split: str, vocab: Vocab | None = None,
+                  max_length: int | None = None) -> "ClevrQuestions":
+        """The split of a dataset folder: ``<root>/questions/...``, ``<root>/features/<split>.h5``;
+        the vocabulary defaults to ``questions.vocab_for(root)`` (train split)."""
+        vocab = question_files.vocab_for(root) if vocab is None else vocab
+        return cls(question_files.questions_file(root, split), Path(root) / "features" / f"{split}.h5",
+                   vocab, max_length)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: int) -> Example:
+        return Example(self.tokens[index].long(), self.lengths[index],
+                       self.features[int(self.image_index[index])],
+                       self.answers[index], self.families[index], self.qtypes[index])
+
+
+def collate(examples: list[Example]) -> Batch:
+    """Stack examples into a Batch; tokens are cut to the longest question in the batch."""
+    lengths = torch.stack([e.length for e in examples])                            # (B,)
+    longest = int(lengths.max())
+    return Batch(torch.stack([e.tokens[:longest] for e in examples]), lengths,
+                 torch.stack([e.features for e in examples]),
+                 torch.stack([e.answer for e in examples]), torch.stack([e.family for e in examples]),
+                 torch.stack([e.qtype for e in examples]))
+
+
+class EpochShuffle(Sampler[int]):
+    """A new permutation of 0..n-1 every epoch, a function of (seed, epoch) only.
+
+    Each pass over the sampler is one epoch and advances ``epoch``; ``set_epoch`` sets it
+    (to resume a run or to replay an epoch).
+    """
+
+    def __init__(self, n: int, seed: int = 0):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n (number of examples) must be an integer >= 1, got {n!r}")
+        self.n, self.seed, self.epoch = n, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """(n,) int64: the order of epoch ``epoch``."""
+        state = np.random.SeedSequence([self.seed, epoch]).generate_state(2, dtype=np.uint32)
+        generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        return torch.randperm(self.n, generator=generator)
+
+    def __iter__(self):
+        order = self.permutation(self.epoch)
+        self.epoch += 1
+        return iter(order.tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def make_loader(dataset: ClevrQuestions, batch_size: int = 64, shuffle: bool = True, seed: int = 0,
+                num_workers: int = 0, drop_last: bool = False) -> DataLoader:
+    """A DataLoader of Batches: shuffled afresh every epoch from ``seed`` (training) or in file
+    order (``shuffle=False``, evaluation)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    sampler = EpochShuffle(len(dataset), seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+                      num_workers=num_workers, collate_fn=collate, drop_last=drop_last,
+                      persistent_workers=False)
