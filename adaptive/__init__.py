@@ -12,6 +12,7 @@ Modules:
     checkpoint -- atomic checkpoints that refuse a different configuration
     results    -- the results file every training chapter writes
     benchmark  -- what the mechanisms cost and what early exit saves
+    resnet, flops -- pre-activation ResNets (CIFAR 6n+2, ResNet-101) and FLOPs in the SACT convention
     cifar, spatial_data -- data of the spatial (SACT / PSACT) chapter: CIFAR-10, generated objects
     clevr      -- data of the visual-reasoning chapter: mini-CLEVR generator, CLEVR questions, features
 """
