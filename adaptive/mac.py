@@ -18,7 +18,9 @@ model itself never decides when to stop.
 
 Dropout follows the authors' recipe (drop probabilities): stem 0.18,
 question 0.08, memory 0.15 (one mask per question for all steps: variational
-dropout), read 0.15, output 0.15.
+dropout), read 0.15, output 0.15. The read dropout is also one mask per
+question, which lets the read unit's projections of the knowledge base be
+computed once per question instead of at every step.
 
 Shapes: B questions, T words, d = width, K = H * W knowledge-base cells,
 A answers.
@@ -78,7 +80,9 @@ class MAC(nn.Module):
         # read unit
         self.read_memory = nn.Linear(width, width)
         self.read_knowledge = nn.Linear(width, width)
-        self.read_combine = nn.Linear(2 * width, width)
+        # W [I, k] + b of the read unit, split so the knowledge half is computed once per question
+        self.read_combine_interaction = nn.Linear(width, width, bias=False)
+        self.read_combine_knowledge = nn.Linear(width, width)
         self.read_attention = nn.Linear(width, 1)
         # write unit
         self.write = nn.Linear(2 * width, width)
@@ -112,18 +116,22 @@ class MAC(nn.Module):
         words, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True,
                                                     total_length=tokens.shape[1])    # (B, T, d)
         question = torch.cat([final[0], final[1]], dim=1)                            # (B, d)
-        knowledge = self.stem(self._dropout(features, "stem"))                       # (B, d, H', W')
+        grid = self.stem(self._dropout(features, "stem"))                            # (B, d, H', W')
+        # read dropout: one mask per question; the knowledge-only projections of the read
+        # unit do not change from step to step, so they are computed here, once
+        knowledge = self._dropout(grid.flatten(2).transpose(1, 2), "read")            # (B, K, d)
         memory_mask = self._dropout(torch.ones(batch, self.width, device=tokens.device), "memory")
         return {
             "words": words, "word_mask": tokens != 0, "question": question,
-            "knowledge": knowledge.flatten(2).transpose(1, 2),                        # (B, K, d)
+            "knowledge": knowledge,                                                   # (B, K, d)
+            "knowledge_read": self.read_knowledge(knowledge),                         # (B, K, d)
+            "knowledge_combine": self.read_combine_knowledge(knowledge),              # (B, K, d)
             "control": self.initial_control.expand(batch, -1),
             "memory": self.initial_memory.expand(batch, -1),
             "memory_mask": memory_mask,                                               # (B, d), all steps
             "step": torch.zeros(batch, dtype=torch.long, device=tokens.device),
             "word_attention": torch.zeros(batch, tokens.shape[1], device=tokens.device),
-            "image_attention": torch.zeros(batch, knowledge.shape[2] * knowledge.shape[3],
-                                           device=tokens.device),
+            "image_attention": torch.zeros(batch, knowledge.shape[1], device=tokens.device),
         }
 
     def step(self, state: dict):
@@ -141,9 +149,9 @@ class MAC(nn.Module):
         control = (word_attention.unsqueeze(2) * state["words"]).sum(dim=1)          # (b, d)
         # read: which knowledge-base cells matter, given the control and the memory
         memory = state["memory"] * state["memory_mask"]
-        knowledge = self._dropout(state["knowledge"], "read")                        # (b, K, d)
-        interaction = self.read_memory(memory).unsqueeze(1) * self.read_knowledge(knowledge)
-        combined = self.read_combine(torch.cat([interaction, knowledge], dim=2))     # (b, K, d)
+        knowledge = state["knowledge"]                                               # (b, K, d)
+        interaction = self.read_memory(memory).unsqueeze(1) * state["knowledge_read"]
+        combined = self.read_combine_interaction(interaction) + state["knowledge_combine"]
         cell_logits = self.read_attention(control.unsqueeze(1) * F.elu(combined)).squeeze(2)
         image_attention = cell_logits.softmax(dim=1)                                 # (b, K)
         read = (image_attention.unsqueeze(2) * knowledge).sum(dim=1)                 # (b, d)
