@@ -419,3 +419,24 @@ def test_loader_reshuffles_every_epoch_and_repeats_per_seed(mini):
     assert list(sampler) == dataset.EpochShuffle(len(data), 0).permutation(2).tolist()
     with pytest.raises(ValueError, match="batch_size"):
         dataset.make_loader(data, batch_size=0)
+
+
+def test_attribute_features_mark_each_object_with_its_attributes(tmp_path):
+    from adaptive.clevr import features, scenes
+    scene = {"objects": [
+        {"color": "red", "shape": "cube", "size": "large", "material": "metal",
+         "3d_coords": [-1.5, -1.0, scenes.RADIUS["large"]], "pixel_coords": [0, 0, 12.0]},
+        {"color": "cyan", "shape": "sphere", "size": "small", "material": "rubber",
+         "3d_coords": [1.5, 1.0, scenes.RADIUS["small"]], "pixel_coords": [0, 0, 14.0]}]}
+    grid = features.attribute_grid(scene, 96, 16)
+    names = features.ATTRIBUTE_CHANNELS
+    assert grid.shape == (len(names), 16, 16)
+    occupied = grid[names.index("object")] == 1
+    assert occupied.any() and not occupied.all()
+    assert (grid[:, occupied].sum(0) == 5).all()             # colour, shape, size, material, object
+    red = grid[names.index("color=red")] == 1
+    cyan = grid[names.index("color=cyan")] == 1
+    assert red.any() and cyan.any() and not (red & cyan).any()
+    assert (grid[names.index("shape=cube")] == red).all() and (grid[names.index("material=metal")] == red).all()
+    with pytest.raises(ValueError, match="minigen"):
+        features.write_attribute_features(tmp_path / "missing.json", tmp_path / "f.h5")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import scenes
 from .questions import is_mini_root
 
 DATASET = "features"
@@ -219,6 +221,57 @@ def write_pixel_features(images_dir: str | os.PathLike, out_h5: str | os.PathLik
     return out_h5
 
 
+ATTRIBUTE_CHANNELS = (*(f"color={c}" for c in scenes.COLORS), *(f"shape={c}" for c in scenes.SHAPES),
+                      *(f"size={c}" for c in scenes.SIZES), *(f"material={c}" for c in scenes.MATERIALS),
+                      "object")
+
+
+def attribute_grid(scene: dict, image_size: int, grid: int) -> np.ndarray:
+    """(16, grid, grid) float32: per cell, the one-hot attributes of the object drawn there.
+
+    Perception solved by construction, the mini-CLEVR counterpart of CLEVR's ImageNet
+    ResNet features (which already encode colour, shape and material): each cell whose
+    centre falls inside an object's screen box holds that object's colour, shape, size and
+    material one-hots and an occupancy flag; nearer objects are drawn over farther ones,
+    as in the image. Channels are named in ``ATTRIBUTE_CHANNELS``.
+    """
+    cells = np.zeros((len(ATTRIBUTE_CHANNELS), grid, grid), dtype=np.float32)
+    centres = (np.arange(grid) + 0.5) * image_size / grid                    # (grid,) pixel centres
+    for obj in sorted(scene["objects"], key=lambda o: -o["pixel_coords"][2]):   # far to near
+        left, top, right, bottom = scenes.screen_box(obj, image_size)
+        inside = ((centres[None, :] >= left) & (centres[None, :] <= right)
+                  & (centres[:, None] >= top) & (centres[:, None] <= bottom))  # (grid rows v, cols u)
+        if not inside.any():                                                  # tiny objects: nearest cell
+            inside[min(int(obj["pixel_coords"][1] * grid / image_size), grid - 1),
+                   min(int(obj["pixel_coords"][0] * grid / image_size), grid - 1)] = True
+        code = np.array([name in (f"color={obj['color']}", f"shape={obj['shape']}", f"size={obj['size']}",
+                                  f"material={obj['material']}", "object")
+                         for name in ATTRIBUTE_CHANNELS], dtype=np.float32)    # (16,)
+        cells[:, inside] = code[:, None]
+    return cells
+
+
+def write_attribute_features(scenes_json: str | os.PathLike, out_h5: str | os.PathLike,
+                             image_size: int = 96, grid: int = 16) -> Path:
+    """Mini-CLEVR's symbolic features from its scene file: writes (N, 16, grid, grid), row = image_index."""
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+        raise ValueError(f"grid must be an integer >= 1, got {grid!r}")
+    scenes_json = Path(scenes_json)
+    if not scenes_json.is_file():
+        raise ValueError(f"scene file {scenes_json} does not exist; generate mini-CLEVR first: "
+                         f"python -m adaptive.clevr.minigen --out <folder>")
+    all_scenes = sorted(json.loads(scenes_json.read_text())["scenes"], key=lambda s: s["image_index"])
+    out_h5 = Path(out_h5)
+    tmp = out_h5.with_name(out_h5.name + ".tmp")
+    file, rows = _create(tmp, len(all_scenes), (len(ATTRIBUTE_CHANNELS), grid, grid),
+                         {"source": "attributes", "grid": grid, "scenes": str(scenes_json)})
+    with file:
+        for scene in all_scenes:
+            rows[scene["image_index"]] = attribute_grid(scene, image_size, grid)
+    tmp.replace(out_h5)
+    return out_h5
+
+
 def _resnet101_stem(weights: str | os.PathLike | None):
     """torchvision's ResNet-101 with ImageNet weights, cut after layer3 (1024 channels, stride 16)."""
     install = (f".venv/bin/pip install {TORCHVISION_PIN}, the release built for torch 2.13.0 (with a CPU-only "
@@ -314,6 +367,11 @@ def main(argv=None) -> None:
     pixels.add_argument("--images", required=True, help="folder of <name>_<index>.png")
     pixels.add_argument("--out", required=True, help="HDF5 file to write, e.g. data/mini-clevr/features/train.h5")
     pixels.add_argument("--grid", type=int, default=32)
+    attributes = commands.add_parser("attributes", help="mini-CLEVR: per-cell object attributes (16, grid, grid)")
+    attributes.add_argument("--scenes", required=True, help="e.g. data/mini-clevr/scenes/miniCLEVR_train_scenes.json")
+    attributes.add_argument("--out", required=True, help="HDF5 file to write, e.g. data/mini-clevr/features/train.h5")
+    attributes.add_argument("--image-size", type=int, default=96)
+    attributes.add_argument("--grid", type=int, default=16)
     resnet = commands.add_parser("resnet101", help="real CLEVR: ResNet-101 layer3 -> (1024, 14, 14)")
     resnet.add_argument("--images", required=True, help="e.g. data/CLEVR_v1.0/images/train")
     resnet.add_argument("--out", required=True, help="e.g. data/CLEVR_v1.0/features/train.h5")
@@ -324,6 +382,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.command == "pixels":
         path = write_pixel_features(args.images, args.out, args.grid)
+    elif args.command == "attributes":
+        path = write_attribute_features(args.scenes, args.out, args.image_size, args.grid)
     else:
         path = extract_resnet101(args.images, args.out, args.batch_size, args.device, args.weights, args.workers)
     print(f"wrote {path} with shape {feature_shape(path)}")
