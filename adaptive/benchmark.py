@@ -79,10 +79,10 @@ def _synchronize(device: str):
         torch.cuda.synchronize()
 
 
+@training.flush_denormals()                  # as training does; see its docstring
 def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 5,
             device: str = "cpu", seed: int = 0) -> dict:
     """Run both measurements; returns a dict with the parameters and two tables."""
-    training.flush_denormals()               # as training does; see its docstring
     torch.manual_seed(seed)
     model = WideStep(width).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -73,16 +74,23 @@ class RunConfig:
         return f"{self.method}-tau{self.tau:g}-L{self.max_steps}-seed{self.seed}-{digest}"
 
 
-def flush_denormals() -> None:
-    """Treat subnormal floats as zero on the CPU, for this process.
+@contextmanager
+def flush_denormals():
+    """Treat subnormal floats as zero on the CPU inside this block (or decorated function).
 
     DACT's p_n = prod h_i (and PACT's and PonderNet's stick remainders) shrink
     geometrically and soon fall below float32's smallest normal number; CPU
     arithmetic on such subnormal values is many times slower, and the backward
     pass carries them into every matrix product. Flushing them to zero changes
-    nothing measurable in the results and keeps training at full speed.
+    nothing measurable in the results and keeps training at full speed. The
+    setting is process-wide, so it is restored to IEEE behaviour on exit: other
+    code (hypothesis, for one) relies on subnormals.
     """
     torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def evaluate(model: ParityRNN, halting: loop.Halting, x: torch.Tensor, target: torch.Tensor,
@@ -104,6 +112,7 @@ def evaluate(model: ParityRNN, halting: loop.Halting, x: torch.Tensor, target: t
     }
 
 
+@flush_denormals()
 def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | None = None,
           progress: bool = True, checkpoint_every: int = 500) -> list[dict]:
     """Train one configuration; return one result row per evaluation mode.
@@ -112,7 +121,6 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
     iterations and at the end, and a later call with the same configuration
     resumes from where it stopped (or returns the finished run's results).
     """
-    flush_denormals()
     torch.manual_seed(config.seed)
     task = Parity(config.size)
     x_val, y_val, d_val = (t.to(device) for t in task.fixed_set(config.eval_size, config.eval_seed))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,6 +158,14 @@ def quick_runs(pytestconfig) -> dict[str, NotebookRun]:
 
 
 _SESSION_START = time.time()
+
+
+@pytest.fixture(autouse=True)
+def ieee_subnormals():
+    """Every test starts and ends with subnormal floats on (the process-wide default)."""
+    torch.set_flush_denormal(False)
+    yield
+    torch.set_flush_denormal(False)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -91,3 +91,12 @@ def test_benchmark_measures_every_mechanism(tmp_path):
         assert 1 <= row["mean_steps"] <= 4 and row["ideal_speedup"] == pytest.approx(4 / row["mean_steps"])
     assert result["evaluation"][0]["mean_steps"] == 4          # fixed runs every step
     assert all(r["mean_steps"] < 4 for r in result["evaluation"][1:])   # the others exit early
+
+
+def test_training_flushes_subnormals_only_while_it_runs():
+    tiny = torch.tensor(1e-40) * 1.0                      # a float32 subnormal
+    assert tiny != 0
+    training.train(training.RunConfig("dact", tau=0.01, **TINY), progress=False)
+    assert torch.tensor(1e-40) * 1.0 != 0, "training left subnormals flushed for the whole process"
+    with training.flush_denormals():
+        assert torch.tensor(1e-40) * 1.0 == 0

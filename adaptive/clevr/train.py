@@ -412,6 +412,7 @@ def _row(config: MacConfig, state: dict, evaluation: dict, context: Context, ini
             "autocast": "bf16" if config.bf16 and context.device.type == "cuda" else None, "init": init}
 
 
+@flush_denormals()
 def train(config: MacConfig, checkpoint_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Train (or resume, or just report) one configuration; return its results row.
 
@@ -425,7 +426,6 @@ def train(config: MacConfig, checkpoint_dir: str | os.PathLike | None = None, pr
     """
     if not isinstance(config, MacConfig):
         raise ValueError(f"config must be a MacConfig, got {type(config).__name__}")
-    flush_denormals()
     context = distributed.setup(config.device)
     try:
         return _train(config, Path(checkpoint_dir) if checkpoint_dir is not None else None, progress, context)
