@@ -1,4 +1,4 @@
-"""Hypothesis strategies shared by the mechanism tests."""
+"""Hypothesis strategies, bad inputs and hand-written references shared by the mechanism tests."""
 import pytest
 import torch
 from hypothesis import strategies as st
@@ -40,3 +40,17 @@ BAD_SHAPES = [
     pytest.param(torch.zeros(2, 0), id="no-steps"),
     pytest.param(torch.full((3,), 0.4), id="one-dimensional"),
 ]
+
+
+# ---------------------------------------------------------------- references in plain Python
+
+def stick_breaking_reference(h_row):
+    """PACT eq. 14 / PonderNet's p_n with the last value taken as 1: h_l prod_{i<l} (1 - h_i)."""
+    h = list(h_row[:-1]) + [1.0]
+    out = []
+    for l in range(len(h)):
+        prod = 1.0
+        for i in range(l):
+            prod *= 1 - h[i]
+        out.append(h[l] * prod)
+    return out

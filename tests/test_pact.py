@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strategies import BAD_SHAPES, bad_values, matrices, mixed, unit
+from strategies import BAD_SHAPES, bad_values, stick_breaking_reference, matrices, mixed, unit
 
 from adaptive import pact
 
@@ -26,16 +26,7 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def ref_q(h_row):
-    """Eq. 14 with h^L = 1: q(z = l) = h^l prod_{i<l} (1 - h^i)."""
-    h = list(h_row[:-1]) + [1.0]
-    out = []
-    for l in range(len(h)):
-        prod = 1.0
-        for i in range(l):
-            prod *= 1 - h[i]
-        out.append(h[l] * prod)
-    return out
+ref_q = stick_breaking_reference
 
 
 def ref_stick(xi_row):

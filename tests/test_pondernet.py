@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strategies import BAD_SHAPES, bad_values, matrices
+from strategies import BAD_SHAPES, bad_values, stick_breaking_reference, matrices
 
 from adaptive import pondernet
 
@@ -41,15 +41,7 @@ def distributions(draw, max_batch=4, max_steps=7, allow_zeros=True):
     return rows
 
 
-def ref_halting(lam_row):
-    lam = list(lam_row[:-1]) + [1.0]
-    out = []
-    for n in range(len(lam)):
-        prod = 1.0
-        for j in range(n):
-            prod *= 1 - lam[j]
-        out.append(lam[n] * prod)
-    return out
+ref_halting = stick_breaking_reference
 
 
 def ref_prior(lambda_p, L):
