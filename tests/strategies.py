@@ -44,13 +44,17 @@ BAD_SHAPES = [
 
 # ---------------------------------------------------------------- references in plain Python
 
-def stick_breaking_reference(h_row):
-    """PACT eq. 14 / PonderNet's p_n with the last value taken as 1: h_l prod_{i<l} (1 - h_i)."""
-    h = list(h_row[:-1]) + [1.0]
+def stick_breaking_reference(row):
+    """PACT eqs. 13 / 17: z^l = xi^l prod_{i<l} (1 - xi^i), with no last-is-one convention."""
     out = []
-    for l in range(len(h)):
+    for l in range(len(row)):
         prod = 1.0
         for i in range(l):
-            prod *= 1 - h[i]
-        out.append(h[l] * prod)
+            prod *= 1 - row[i]
+        out.append(row[l] * prod)
     return out
+
+
+def halting_reference(h_row):
+    """PACT eq. 14 / PonderNet's p_n: the stick breaking of h with the last value taken as 1."""
+    return stick_breaking_reference(list(h_row[:-1]) + [1.0])

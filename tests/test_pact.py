@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strategies import BAD_SHAPES, bad_values, stick_breaking_reference, matrices, mixed, unit
+from strategies import BAD_SHAPES, bad_values, halting_reference, stick_breaking_reference, matrices, mixed, unit
 
 from adaptive import pact
 
@@ -26,18 +26,10 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-ref_q = stick_breaking_reference
+ref_q = halting_reference
 
 
-def ref_stick(xi_row):
-    """Eqs. 13 / 17 without any last-is-one convention: z^l = xi^l prod_{i<l} (1 - xi^i)."""
-    out = []
-    for l in range(len(xi_row)):
-        prod = 1.0
-        for i in range(l):
-            prod *= 1 - xi_row[i]
-        out.append(xi_row[l] * prod)
-    return out
+ref_stick = stick_breaking_reference
 
 
 def sigmoid(x):

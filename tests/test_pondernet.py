@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strategies import BAD_SHAPES, bad_values, stick_breaking_reference, matrices
+from strategies import BAD_SHAPES, bad_values, halting_reference, matrices
 
 from adaptive import pondernet
 
@@ -41,7 +41,7 @@ def distributions(draw, max_batch=4, max_steps=7, allow_zeros=True):
     return rows
 
 
-ref_halting = stick_breaking_reference
+ref_halting = halting_reference
 
 
 def ref_prior(lambda_p, L):
