@@ -144,6 +144,10 @@ class BasicUnit(nn.Module):
         """The convolutions of ``f`` in the order they run."""
         return (self.conv1, self.conv2)
 
+    def residual_layers(self) -> tuple[tuple[nn.BatchNorm2d, nn.Conv2d], ...]:
+        """``f`` as (batch norm, convolution) pairs: f = conv2(relu(bn2(conv1(relu(bn1(x))))))."""
+        return ((self.bn1, self.conv1), (self.bn2, self.conv2))
+
     def shortcut_convs(self) -> tuple[nn.Conv2d, ...]:
         """Convolutions of the shortcut: none (option A is parameter-free)."""
         return ()
@@ -204,6 +208,10 @@ class BottleneckUnit(nn.Module):
     def residual_convs(self) -> tuple[nn.Conv2d, ...]:
         """The convolutions of ``f`` in the order they run."""
         return (self.conv1, self.conv2, self.conv3)
+
+    def residual_layers(self) -> tuple[tuple[nn.BatchNorm2d, nn.Conv2d], ...]:
+        """``f`` as (batch norm, convolution) pairs, each conv applied to relu(bn(previous))."""
+        return ((self.bn1, self.conv1), (self.bn2, self.conv2), (self.bn3, self.conv3))
 
     def shortcut_convs(self) -> tuple[nn.Conv2d, ...]:
         """The projection convolution, if any."""

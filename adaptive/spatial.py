@@ -1,0 +1,457 @@
+"""Spatially adaptive residual networks: ACT per block, SACT and PSACT, through one block loop.
+
+A residual block is a sequence of L units ``u^l = u^{l-1} + f^l(u^{l-1})`` (``adaptive.resnet``).
+Adaptive computation lets every spatial position of the block stop after its own number of
+units. The methods differ only in how a position decides, and each decision rule is the one
+of ``adaptive.act`` or ``adaptive.pact``, applied to one position (or patch) per row:
+
+* ACT per block (SACT slides, "ACT going deeper", Algorithm 1): one halting score per image
+  and unit, ``h^l = sigmoid(W pool(u^l) + b)``; ``act.halting_distribution`` gives the
+  weights ``p^l``, the output ``sum_l p^l u^l`` and the ponder cost ``rho = N + R``.
+* SACT (slides, "We can ACT better: SACT"): the same rule at every position, with
+  ``h^l = sigmoid(W~ * u^l + W pool(u^l) + b)``, ``*`` a 3x3 convolution. A position is
+  *active* while its cumulative halting score is below ``1 - eps``.
+* PSACT (Figurnov, Sobolev & Vetrov 2018, sec. 4.1): the number of units of each position is
+  a latent variable with PACT's halting probabilities. Relaxed training samples
+  ``xi^l ~ RelaxedBernoulli(h^l; lambda)`` (``pact.sample_halt``, eqs. 7, 16), mixes the unit
+  outputs with the stick-breaking weights (``pact.stick_breaking``, eqs. 17-18) and runs unit
+  l at the mask ``a = r [r > delta]``, ``r = prod_{t<l} (1 - xi^t)`` (eq. 27); evaluation
+  halts a position at the first ``xi^l = 1``, sampled (discrete, eq. 12) or ``[h^l > 0.5]``
+  (thresholded, eq. 15), and then the block's output is simply the last unit computed there.
+  The penalty is ``tau / (H W)`` times the expected units ``N`` (``pact.expected_steps``,
+  eq. 23) summed over the positions of each block. With ``estimator="reinforce"`` the
+  discrete model is trained with the score-function estimator of eq. 25.
+
+Halting units exist after units 1..L-1 of every block (``h^L = 1``); unit 1 of a block is
+always computed everywhere. ``patch = n`` groups the positions into n x n patches sharing
+one latent variable (PSACT sec. 6: "we average the logits of the halting probabilities and
+sample a single latent variable per patch").
+
+Why a loop of its own. ``adaptive.loop.run`` halts *samples*: a halted row leaves the batch.
+Positions cannot leave a feature map, because a 3x3 convolution at an active position reads
+its halted neighbours, whose features stay as they were (eq. 27). So this loop keeps the map
+and passes the active mask into each unit; the halting rules themselves are not restated here,
+they are calls to ``adaptive.act`` and ``adaptive.pact``.
+
+Training runs every unit densely and multiplies the residual by the mask. Evaluation with
+``sparse=True`` really skips: a unit is computed only at its active positions
+(``perforated_residual``), and ACT's per-image rule runs the remaining images only. FLOPs are
+counted in the SACT convention by ``adaptive.flops`` in both cases.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _checks, act, flops, pact
+from .resnet import PreActResNet
+
+METHODS = ("plain", "act", "sact", "psact")
+ESTIMATORS = ("relaxed", "reinforce")
+EVAL_MODES = ("act",) + pact.MODES      # "act": the cumulative rule of ACT / SACT
+HALTING_BIAS = -3.0                      # SACT code: halting logits start at sigmoid(-3) = 0.047
+
+
+@dataclass(frozen=True)
+class SpatialHalting:
+    """Which spatial mechanism a network runs, and its hyper-parameters.
+
+    Attributes:
+        method: ``"plain"`` (every unit everywhere), ``"act"`` (ACT per block and image),
+            ``"sact"`` or ``"psact"``.
+        tau: penalty weight >= 0 on the ponder cost summed over blocks (each block's
+            cost averaged over its positions: PSACT's ``tau / (H W)``).
+        eps: ACT / SACT threshold slack, in (0, 1).
+        temperature: PSACT's Concrete temperature lambda > 0 (relaxed training).
+        delta: PSACT relaxed mask cut-off: a position stops computing once ``r <= delta``.
+        patch: n, positions grouped into n x n patches with one latent variable each.
+        estimator: how PSACT is trained: ``"relaxed"`` (Concrete) or ``"reinforce"``
+            (discrete samples, eq. 25).
+        eval_mode: how to halt at evaluation: ``"act"`` (ACT / SACT's rule, their default),
+            ``"thresholded"`` (eq. 15, PSACT's default), ``"discrete"`` (eq. 12) or
+            ``"relaxed"``. ``None`` picks the method's default.
+    """
+
+    method: str
+    tau: float = 0.0
+    eps: float = 0.01
+    temperature: float = 1.0
+    delta: float = 0.01
+    patch: int = 1
+    estimator: str = "relaxed"
+    eval_mode: str | None = None
+
+    def __post_init__(self):
+        _checks.choice("method", self.method, METHODS)
+        _checks.non_negative("tau", self.tau)
+        _checks.open_unit("eps", self.eps)
+        _checks.positive("temperature", self.temperature)
+        _checks.open_unit("delta", self.delta)
+        _checks.positive_int("patch", self.patch)
+        _checks.choice("estimator", self.estimator, ESTIMATORS)
+        if self.estimator == "reinforce" and self.method != "psact":
+            raise ValueError(f"estimator='reinforce' trains PSACT's discrete model; method is {self.method!r}")
+        if self.eval_mode is not None:
+            _checks.choice("eval_mode", self.eval_mode, EVAL_MODES)
+            if self.method == "psact" and self.eval_mode == "act":
+                raise ValueError("eval_mode='act' is ACT's cumulative rule; PSACT evaluates in "
+                                 f"{', '.join(map(repr, pact.MODES))}")
+
+    @property
+    def default_eval_mode(self) -> str:
+        if self.eval_mode is not None:
+            return self.eval_mode
+        return "thresholded" if self.method == "psact" else "act"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class HaltingUnit(nn.Module):
+    """``H(u) = sigmoid(W~ * u + W pool(u) + b)`` as a logit map (SACT slides; PSACT sec. 4.1).
+
+    ``spatial=False`` drops the convolution: ACT's ``sigmoid(W pool(u) + b)``, the same at
+    every position. The weights start at zero and ``b`` at -3 (the SACT code's bias), so
+    every position starts with ``h = 0.047`` and computes all units.
+    """
+
+    def __init__(self, channels: int, spatial: bool = True):
+        super().__init__()
+        _checks.positive_int("channels", channels)
+        self.conv = nn.Conv2d(channels, 1, 3, padding=1, bias=False) if spatial else None
+        self.linear = nn.Linear(channels, 1)
+        for weight in (self.linear.weight,) + ((self.conv.weight,) if spatial else ()):
+            nn.init.zeros_(weight)
+        nn.init.constant_(self.linear.bias, HALTING_BIAS)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, H, W) halting logits."""
+        pooled = self.linear(u.mean(dim=(2, 3)))                           # (B, 1)
+        logits = pooled[:, :, None].expand(-1, u.shape[2], u.shape[3])     # (B, H, W)
+        if self.conv is not None:
+            logits = logits + self.conv(u)[:, 0]
+        return logits
+
+    def flops(self, active: torch.Tensor) -> torch.Tensor:
+        """(B,) FLOPs at the active positions (B, H, W): ``flops.spatial/pooled_halting_flops``."""
+        channels = self.linear.in_features
+        if self.conv is None:
+            return torch.full((active.shape[0],), flops.pooled_halting_flops(channels),
+                              dtype=torch.int64, device=active.device)
+        return flops.spatial_halting_flops(channels, active)
+
+
+@dataclass
+class BlockResult:
+    """What the loop returns for one block (positions at the block's resolution H x W)."""
+
+    output: torch.Tensor          # (B, C, H, W) the block's output
+    ponder: torch.Tensor          # (B, H, W) ACT / SACT: rho = N + R; PSACT: expected units (eq. 23)
+    units: torch.Tensor           # (B, H, W) int64, units computed at each position
+    flops: torch.Tensor           # (B,) int64, units and halting branches in the SACT convention
+    log_q: torch.Tensor | None    # (B,) log q(z | x) of the sampled halting (REINFORCE training)
+
+
+@dataclass
+class SpatialOutput:
+    """What the network returns; ``loss`` and its terms need a target."""
+
+    logits: torch.Tensor                       # (B, classes)
+    flops: torch.Tensor                        # (B,) float64 FLOPs per image, everything included
+    blocks: list[BlockResult] = field(default_factory=list)
+    penalty_per_image: torch.Tensor | None = None   # (B,) tau * sum_k mean ponder_k
+    loss: torch.Tensor | None = None
+    task_loss: torch.Tensor | None = None
+    penalty: torch.Tensor | None = None
+
+    @property
+    def ponder_maps(self) -> list[torch.Tensor]:
+        return [block.ponder for block in self.blocks]
+
+    @property
+    def units(self) -> torch.Tensor:
+        """(B,) float: units per position, averaged over positions and summed over blocks."""
+        if not self.blocks:
+            raise ValueError("a plain network has no per-position units")
+        return sum(block.units.float().mean(dim=(1, 2)) for block in self.blocks)
+
+
+# ----------------------------------------------------------------------------- grouping
+
+def _group(halt_logits: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, H, W) logits -> (B, H/n, W/n) halting probabilities of the n x n patches."""
+    if patch == 1:
+        return torch.sigmoid(halt_logits)
+    height, width = halt_logits.shape[1:]
+    if height % patch or width % patch:
+        raise ValueError(f"patch = {patch} must divide every block's size; a block is "
+                         f"{height}x{width}")
+    return torch.sigmoid(F.avg_pool2d(halt_logits[:, None], patch)[:, 0])
+
+
+def _expand(grid: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, H/n, W/n) -> (B, H, W): each patch's value at all its positions."""
+    if patch == 1:
+        return grid
+    return grid.repeat_interleave(patch, dim=1).repeat_interleave(patch, dim=2)
+
+
+def _rows(grid_steps: list[torch.Tensor]) -> torch.Tensor:
+    """L' maps (B, h, w) -> (B h w, L'): one row per latent variable, as act/pact expect."""
+    return torch.stack(grid_steps, dim=-1).flatten(0, 2)
+
+
+# ----------------------------------------------------------------------------- computing a unit
+
+def _fold_bn(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluation-mode batch norm as ``x * scale + shift`` per channel."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def _conv_at(conv: nn.Conv2d, padded: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """A stride-1 "same" convolution at the positions ``where`` only.
+
+    Args:
+        padded: (B, H + k - 1, W + k - 1, C_in) channels-last input, zero-padded.
+        where: (P, 3) int64 rows of (image, row, column) output positions.
+    Returns:
+        (P, C_out): ``P * C_out * k * k * C_in`` multiply-adds, nothing elsewhere.
+    """
+    k_h, k_w = conv.kernel_size
+    rows = where[:, 1, None, None] + torch.arange(k_h, device=where.device)[:, None]   # (P, k, 1)
+    cols = where[:, 2, None, None] + torch.arange(k_w, device=where.device)[None, :]   # (P, 1, k)
+    patches = padded[where[:, 0, None, None], rows, cols]                              # (P, k, k, C_in)
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)           # (C_out, k k C_in)
+    return patches.reshape(len(where), -1) @ weight.t()
+
+
+def perforated_residual(unit: nn.Module, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``u + f(u) * mask``, computing f only where it is needed (evaluation mode).
+
+    The SACT slides' "perforated convolutional layer", made exact: the last convolution of
+    f runs at the active positions; each earlier one at the positions its successor reads
+    (``flops.read_positions``, the 3x3 dilation of the mask), so the result equals the dense
+    ``u + f(u) * mask`` and costs ``flops.unit_flops(unit, mask > 0)``. Batch norms use their
+    running statistics. Units whose convolutions are stride 1 with "same" padding (every
+    unit after the first of a block) are supported.
+
+    Args:
+        unit: a residual unit of ``adaptive.resnet`` (``residual_layers()``).
+        u: (B, C, H, W) the unit's input.
+        mask: (B, H, W) floating, >= 0; the active positions are where it is > 0 (0/1 for
+            ACT and SACT, PSACT's relaxed ``r [r > delta]``).
+    Returns:
+        (B, C, H, W).
+    """
+    layers = unit.residual_layers()
+    if any(not flops._preserves_size(conv) or conv.groups != 1 or conv.dilation != (1, 1)
+           for _, conv in layers):
+        raise ValueError("perforated_residual needs stride-1, 'same'-padded, ungrouped convolutions "
+                         "(units 2..L of a block); run the first unit of a block densely")
+    size = tuple(u.shape[2:])
+    active = mask > 0
+    needed = [active]                                                  # outputs needed, last conv first
+    for _, conv in reversed(layers[1:]):
+        needed.insert(0, flops.read_positions(conv, needed[0], size))
+    values = u.permute(0, 2, 3, 1)                                     # (B, H, W, C) view
+    for (bn, conv), where_mask in zip(layers, needed):
+        scale, shift = _fold_bn(bn)
+        inputs = F.relu(values * scale + shift)                        # pre-activation
+        pad_h, pad_w = conv.padding
+        padded = F.pad(inputs, (0, 0, pad_w, pad_w, pad_h, pad_h))     # (B, H+2p, W+2p, C)
+        where = where_mask.nonzero()                                   # (P, 3)
+        computed = _conv_at(conv, padded, where)                       # (P, C_out)
+        values = u.new_zeros(*u.shape[:1], *size, conv.out_channels)   # unread positions stay 0
+        values[where[:, 0], where[:, 1], where[:, 2]] = computed
+    out = u.permute(0, 2, 3, 1).clone()                                # (B, H, W, C)
+    out[where[:, 0], where[:, 1], where[:, 2]] += computed * mask[where[:, 0], where[:, 1], where[:, 2], None]
+    return out.permute(0, 3, 1, 2)
+
+
+def _apply_unit(unit: nn.Module, u: torch.Tensor, mask: torch.Tensor, sparse: bool) -> torch.Tensor:
+    """Eq. 27, ``u + f(u) * mask`` with mask (B, H, W); sparse: compute only where mask > 0."""
+    if not sparse:
+        return u + unit.residual(u) * mask[:, None]
+    active = mask > 0
+    images = active.flatten(1).any(dim=1)                              # (B,)
+    if bool(active[images].all()):                                     # whole images: run just those
+        out = u.clone()
+        out[images] = u[images] + unit.residual(u[images]) * mask[images][:, None]
+        return out
+    return perforated_residual(unit, u, mask)
+
+
+# ----------------------------------------------------------------------------- the block loop
+
+def run_block(units, halting_units, u: torch.Tensor, halting: SpatialHalting, *, mode: str,
+              sparse: bool = False, generator: torch.Generator | None = None) -> BlockResult:
+    """Run one residual block with per-position (or per-image) halting.
+
+    Args:
+        units: the block's L residual units.
+        halting_units: L - 1 ``HaltingUnit``s, after units 1..L-1.
+        u: (B, C_in, H_in, W_in) the block's input.
+        halting: the mechanism.
+        mode: ``"act"`` (cumulative rule, training or evaluation of ACT / SACT),
+            ``"relaxed"``, ``"discrete"`` or ``"thresholded"`` (PACT's rules). The discrete
+            mode also returns ``log q(z | x)`` for REINFORCE.
+        sparse: compute units only at active positions (evaluation, no gradients).
+        generator: for the relaxed and discrete samples.
+    Returns:
+        ``BlockResult``; its FLOPs leave out unit 1, which every position computes.
+    """
+    L, patch = len(units), halting.patch
+    u = units[0](u)                                                    # unit 1 runs everywhere
+    batch, channels, height, width = u.shape
+    cost = torch.zeros(batch, dtype=torch.int64, device=u.device)
+    grid_shape = (batch, height // patch, width // patch)
+    h_steps: list[torch.Tensor] = []          # (B, h, w) per computed halting unit
+    xi_steps: list[torch.Tensor] = []         # PACT's sampled xi^l, (B, h, w)
+    outputs = [u]                             # u^1, u^2, ... (ACT's mixture, relaxed mixture)
+    active_grid = torch.ones(grid_shape, dtype=torch.bool, device=u.device)
+    survive = torch.ones(grid_shape, dtype=u.dtype, device=u.device)  # r = prod (1 - xi)
+    units_done = torch.ones(grid_shape, dtype=torch.int64, device=u.device)
+    log_q = torch.zeros(grid_shape, dtype=u.dtype, device=u.device)
+    for l in range(1, L):                     # halting after unit l, then unit l + 1
+        active = _expand(active_grid, patch)
+        cost += halting_units[l - 1].flops(active)
+        h = _group(halting_units[l - 1](u), patch)                     # (B, h, w)
+        h_steps.append(h)
+        if mode == "act":
+            active_grid = ~act.reached_threshold(_rows(h_steps), halting.eps)[:, -1].view(grid_shape)
+            mask_grid = active_grid.to(u.dtype)
+        else:
+            xi = pact.sample_halt(h, mode, halting.temperature, generator)     # (B, h, w)
+            xi_steps.append(xi)
+            if mode == "discrete":
+                log_q = log_q + active_grid * torch.where(
+                    xi > 0, torch.log(h.clamp_min(1e-12)), torch.log1p(-h.clamp(max=1 - 1e-7)))
+            survive = survive * (1 - xi)
+            if mode == "relaxed":
+                active_grid = survive > halting.delta
+                mask_grid = survive * active_grid                      # a = r [r > delta]
+            else:
+                active_grid = active_grid & (xi == 0)
+                mask_grid = active_grid.to(u.dtype)
+        if not bool(active_grid.any()) and not (torch.is_grad_enabled() and mode != "act"):
+            break                              # nothing left to compute (PACT training runs on)
+        units_done = units_done + active_grid
+        active = _expand(active_grid, patch)
+        cost += flops.unit_flops(units[l], active)
+        u = _apply_unit(units[l], u, _expand(mask_grid, patch), sparse)
+        outputs.append(u)
+
+    computed = len(outputs)
+    if mode == "act":
+        last = [] if len(h_steps) == computed else [torch.ones_like(u[:, 0])[:, ::patch, ::patch]]
+        weights, rho, _ = act.halting_distribution(_rows(h_steps + last), halting.eps)  # (B h w, L')
+        ponder_grid = rho.view(grid_shape)
+        output = _mix(outputs, weights, grid_shape, patch)
+    else:
+        ponder_grid = pact.expected_steps(_rows(h_steps + [torch.ones_like(h_steps[0])])).view(grid_shape) \
+            if h_steps else torch.ones(grid_shape, dtype=u.dtype, device=u.device)
+        if mode == "relaxed":
+            xi_rows = _rows(xi_steps[:computed - 1] + [torch.ones(grid_shape, dtype=u.dtype, device=u.device)])
+            output = _mix(outputs, pact.stick_breaking(xi_rows), grid_shape, patch)   # eq. 18
+        else:
+            output = u                        # one-hot z: halted positions kept u^z (eq. 27)
+    return BlockResult(output=output, ponder=_expand(ponder_grid, patch),
+                       units=_expand(units_done, patch), flops=cost,
+                       log_q=log_q.flatten(1).sum(dim=1) if mode == "discrete" else None)
+
+
+def _mix(outputs: list[torch.Tensor], weights: torch.Tensor, grid_shape, patch: int) -> torch.Tensor:
+    """``sum_l w^l u^l`` per position: L' maps (B, C, H, W), weights (B h w, L') -> (B, C, H, W)."""
+    weights = weights.view(*grid_shape, -1)                             # (B, h, w, L')
+    total = 0
+    for l, u_l in enumerate(outputs):
+        total = total + u_l * _expand(weights[..., l], patch)[:, None]
+    return total
+
+
+# ----------------------------------------------------------------------------- the network
+
+class AdaptiveResNet(nn.Module):
+    """A ``PreActResNet`` whose blocks halt per image (ACT) or per position (SACT, PSACT).
+
+    Args:
+        resnet: the base network (``adaptive.resnet.cifar_resnet`` / ``imagenet_resnet``).
+        halting: the mechanism; ``"plain"`` adds nothing.
+        input_size: (channels, height, width) of the images, for the FLOP counts.
+    """
+
+    def __init__(self, resnet: PreActResNet, halting: SpatialHalting, input_size=(3, 32, 32)):
+        super().__init__()
+        if not isinstance(resnet, PreActResNet):
+            raise ValueError(f"resnet must be an adaptive.resnet.PreActResNet, got {type(resnet).__name__}")
+        if not isinstance(halting, SpatialHalting):
+            raise ValueError(f"halting must be an adaptive.spatial.SpatialHalting, got {type(halting).__name__}")
+        self.resnet, self.halting = resnet, halting
+        parts = flops.flops_by_part(resnet, input_size)
+        self.fixed_flops = parts["stem"] + parts["head"] + sum(block[0] for block in parts["units"])
+        self.plain_flops = self.fixed_flops + sum(sum(block[1:]) for block in parts["units"])
+        if halting.method != "plain":
+            spatial = halting.method != "act"
+            self.halting_units = nn.ModuleList(
+                nn.ModuleList(HaltingUnit(block[-1].residual_convs()[-1].out_channels, spatial)
+                              for _ in range(len(block) - 1))
+                for block in resnet.blocks)
+
+    def forward(self, images: torch.Tensor, target: torch.Tensor | None = None, *,
+                mode: str | None = None, sparse: bool = False,
+                generator: torch.Generator | None = None) -> SpatialOutput:
+        """Logits, FLOPs per image and, with a target, the loss.
+
+        Args:
+            images: (B, C, H, W).
+            target: (B,) class indices.
+            mode: halting rule; ``None`` trains with the method's rule (``"act"``, or PSACT's
+                ``estimator``) in training mode and evaluates with ``halting.default_eval_mode``.
+            sparse: compute units only at active positions (needs ``torch.no_grad()``).
+            generator: ``torch.Generator`` for PSACT's samples.
+        """
+        halting = self.halting
+        channels = self.resnet.in_channels
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != channels:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be a tensor of shape (B, {channels}, H, W), got {shape}")
+        if mode is not None:
+            _checks.choice("mode", mode, EVAL_MODES)
+        if sparse and torch.is_grad_enabled():
+            raise ValueError("sparse=True computes only active positions and has no gradient; "
+                             "call it under torch.no_grad() in evaluation mode")
+        if halting.method == "plain":
+            logits = self.resnet(images)
+            out = SpatialOutput(logits=logits, flops=torch.full(
+                (images.shape[0],), float(self.plain_flops), dtype=torch.float64, device=images.device))
+            out.penalty_per_image = logits.new_zeros(images.shape[0])
+        else:
+            if mode is None:
+                if self.training:
+                    mode = ("act" if halting.method in ("act", "sact")
+                            else "discrete" if halting.estimator == "reinforce" else "relaxed")
+                else:
+                    mode = halting.default_eval_mode
+            if halting.method == "psact" and mode == "act":
+                raise ValueError("mode='act' is the cumulative rule of ACT and SACT; PSACT "
+                                 f"halts in {', '.join(map(repr, pact.MODES))}")
+            u = self.resnet.stem(images)
+            blocks = []
+            for units, halting_units in zip(self.resnet.blocks, self.halting_units):
+                result = run_block(units, halting_units, u, halting, mode=mode, sparse=sparse,
+                                   generator=generator)
+                blocks.append(result)
+                u = result.output
+            logits = self.resnet.head(u)
+            total = self.fixed_flops + sum(block.flops for block in blocks).double()   # (B,)
+            out = SpatialOutput(logits=logits, flops=total, blocks=blocks)
+            out.penalty_per_image = halting.tau * sum(block.ponder.mean(dim=(1, 2)) for block in blocks)
+        if target is not None:
+            out.task_loss = F.cross_entropy(out.logits, target)
+            out.penalty = out.penalty_per_image.mean()
+            out.loss = out.task_loss + out.penalty
+        return out
