@@ -14,6 +14,8 @@ Modules:
     benchmark  -- what the mechanisms cost and what early exit saves
     resnet, flops -- pre-activation ResNets (CIFAR 6n+2, ResNet-101) and FLOPs in the SACT convention
     cifar, spatial_data -- data of the spatial (SACT / PSACT) chapter: CIFAR-10, generated objects
+    spatial    -- ACT per block, SACT and PSACT on ResNets: one block loop over act / pact, sparse evaluation
+    spatial_train -- training them (objects on a CPU, CIFAR-10 on GPUs, torchrun), gradient variance
     mac        -- the MAC network as a step function (control, read, write units)
     clevr      -- the visual-reasoning chapter: mini-CLEVR, CLEVR questions and features, MAC training
 """

@@ -21,6 +21,10 @@ and returns the loss. ``training=False`` evaluates with per-sample halting --
 ACT when the sum of scores reaches 1 - eps, DACT by the bound of eq. 9, PACT
 thresholded or discrete, PonderNet by a Bernoulli draw -- and keeps computing
 only the samples still running, so a halted sample costs nothing more.
+
+Positions of a feature map cannot leave a batch this way (a convolution reads halted
+neighbours), so the spatial methods (ACT per ResNet block, SACT, PSACT) run in
+``adaptive.spatial.run_block``, which applies the same ``act`` and ``pact`` rules per position.
 """
 from __future__ import annotations
 

@@ -222,11 +222,14 @@ def _conv_at(conv: nn.Conv2d, padded: torch.Tensor, where: torch.Tensor) -> torc
         (P, C_out): ``P * C_out * k * k * C_in`` multiply-adds, nothing elsewhere.
     """
     k_h, k_w = conv.kernel_size
-    rows = where[:, 1, None, None] + torch.arange(k_h, device=where.device)[:, None]   # (P, k, 1)
-    cols = where[:, 2, None, None] + torch.arange(k_w, device=where.device)[None, :]   # (P, 1, k)
-    patches = padded[where[:, 0, None, None], rows, cols]                              # (P, k, k, C_in)
+    batch, padded_h, padded_w, channels = padded.shape
+    # the window of output (i, j) starts at padded (i, j); one gather of its k*k pixels
+    start = (where[:, 0] * padded_h + where[:, 1]) * padded_w + where[:, 2]             # (P,)
+    offsets = (torch.arange(k_h, device=where.device)[:, None] * padded_w
+               + torch.arange(k_w, device=where.device)[None, :]).flatten()             # (k k,)
+    pixels = padded.reshape(-1, channels).index_select(0, (start[:, None] + offsets).flatten())
     weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)           # (C_out, k k C_in)
-    return patches.reshape(len(where), -1) @ weight.t()
+    return pixels.view(len(where), -1) @ weight.t()                                    # (P, C_out)
 
 
 def perforated_residual(unit: nn.Module, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -278,6 +281,8 @@ def _apply_unit(unit: nn.Module, u: torch.Tensor, mask: torch.Tensor, sparse: bo
         return u + unit.residual(u) * mask[:, None]
     active = mask > 0
     images = active.flatten(1).any(dim=1)                              # (B,)
+    if bool(active.all()):
+        return u + unit.residual(u) * mask[:, None]
     if bool(active[images].all()):                                     # whole images: run just those
         out = u.clone()
         out[images] = u[images] + unit.residual(u[images]) * mask[images][:, None]

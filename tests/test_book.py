@@ -24,7 +24,7 @@ SCREENSHOTS = REPO / "build" / "screenshots"
 REPOSITORY = "adaptive-computation/adaptive-book"
 BRANCH = "main"
 # Chapters that must show at least one figure drawn by the notebook.
-FIGURE_CHAPTERS = {"01_halting_mechanisms", "02_dact_bound", "03_parity", "05_clevr"}
+FIGURE_CHAPTERS = {"01_halting_mechanisms", "02_dact_bound", "03_parity", "05_clevr", "06_spatial"}
 # Pages that are written with equations and must therefore show rendered math.
 MATH_PAGES = {"book/intro", "book/code"}
 
