@@ -136,12 +136,15 @@ class HaltingUnit(nn.Module):
         return logits
 
     def flops(self, active: torch.Tensor) -> torch.Tensor:
-        """(B,) FLOPs at the active positions (B, H, W): ``flops.spatial/pooled_halting_flops``."""
-        channels = self.linear.in_features
-        if self.conv is None:
-            return torch.full((active.shape[0],), flops.pooled_halting_flops(channels),
-                              dtype=torch.int64, device=active.device)
-        return flops.spatial_halting_flops(channels, active)
+        """(B,) FLOPs at the active positions (B, H, W), as ``flops.spatial_halting_flops``.
+
+        An image with no active position left runs no halting unit: it costs 0.
+        """
+        running = active.flatten(1).any(dim=1).long()                     # (B,)
+        cost = flops.pooled_halting_flops(self.linear.in_features) * running
+        if self.conv is not None:
+            cost = cost + flops.conv_flops(self.conv, active.sum(dim=(1, 2)))
+        return cost
 
 
 @dataclass
@@ -257,6 +260,8 @@ def perforated_residual(unit: nn.Module, u: torch.Tensor, mask: torch.Tensor) ->
                          "(units 2..L of a block); run the first unit of a block densely")
     size = tuple(u.shape[2:])
     active = mask > 0
+    if not bool(active.any()):
+        return u
     needed = [active]                                                  # outputs needed, last conv first
     for _, conv in reversed(layers[1:]):
         needed.insert(0, flops.read_positions(conv, needed[0], size))
@@ -342,8 +347,8 @@ def run_block(units, halting_units, u: torch.Tensor, halting: SpatialHalting, *,
             else:
                 active_grid = active_grid & (xi == 0)
                 mask_grid = active_grid.to(u.dtype)
-        if not bool(active_grid.any()) and not (torch.is_grad_enabled() and mode != "act"):
-            break                              # nothing left to compute (PACT training runs on)
+        if not torch.is_grad_enabled() and not bool(active_grid.any()):
+            break                              # evaluation: nothing left to compute in this block
         units_done = units_done + active_grid
         active = _expand(active_grid, patch)
         cost += flops.unit_flops(units[l], active)
@@ -426,9 +431,10 @@ class AdaptiveResNet(nn.Module):
             raise ValueError(f"images must be a tensor of shape (B, {channels}, H, W), got {shape}")
         if mode is not None:
             _checks.choice("mode", mode, EVAL_MODES)
-        if sparse and torch.is_grad_enabled():
-            raise ValueError("sparse=True computes only active positions and has no gradient; "
-                             "call it under torch.no_grad() in evaluation mode")
+        if sparse and (torch.is_grad_enabled() or self.training):
+            raise ValueError("sparse=True computes only active positions, with the batch norms' "
+                             "running statistics and no gradient; call model.eval() and run it "
+                             "under torch.no_grad()")
         if halting.method == "plain":
             logits = self.resnet(images)
             out = SpatialOutput(logits=logits, flops=torch.full(

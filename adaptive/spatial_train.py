@@ -306,7 +306,7 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
     batches = cifar.Batches(data.train_images, data.train_labels, batch_size=config.batch_size,
                             seed=config.seed, drop_last=True, transform=data.train_transform)
     per_epoch = len(batches)
-    generator = torch.Generator(device=device).manual_seed(distributed.derive_seed(config.seed, context.rank))
+    generator = torch.Generator(device=device)     # re-seeded every step: resumes draw the same samples
 
     def save():
         if path is not None and context.is_main:
@@ -323,7 +323,7 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
     stream = batches.stream(start_epoch=state["step"] // per_epoch)
     for _ in range(state["step"] % per_epoch):        # the batches already used this epoch
         next(stream)
-    started = time.perf_counter() - state["seconds"]
+    started, first_step = time.perf_counter() - state["seconds"], state["step"]
     model.train()
     while state["step"] < config.steps:
         images, labels = next(stream)
@@ -332,6 +332,7 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
         images, labels = images[share].to(device), labels[share].to(device)
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate(state["step"])
+        generator.manual_seed(distributed.derive_seed(config.seed, context.rank, state["step"]))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"):
             out = net(images, labels, generator=generator)
             reward_baseline = None
@@ -358,8 +359,9 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
             bar.set_postfix(acc=f"{point[config.modes[0]]['accuracy']:.3f}")
             save()
     bar.close()
-    state["seconds"] = time.perf_counter() - started
-    save()
+    if state["step"] > first_step:                     # a finished run read back keeps its time
+        state["seconds"] = time.perf_counter() - started
+        save()
     evaluations = {mode: test(mode) for mode in config.modes}
     main = evaluations[config.modes[0]]
     row = {"method": config.method, "tau": config.tau, "seed": config.seed,
