@@ -16,6 +16,7 @@ Modules:
     cifar, spatial_data -- data of the spatial (SACT / PSACT) chapter: CIFAR-10, generated objects
     spatial    -- ACT per block, SACT and PSACT on ResNets: one block loop over act / pact, sparse evaluation
     spatial_train -- training them (objects on a CPU, CIFAR-10 on GPUs, torchrun), gradient variance
+    spatial_benchmark -- their images per second, training and dense / sparse evaluation
     mac        -- the MAC network as a step function (control, read, write units)
     clevr      -- the visual-reasoning chapter: mini-CLEVR, CLEVR questions and features, MAC training
 """
