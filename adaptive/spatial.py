@@ -156,6 +156,7 @@ class BlockResult:
     units: torch.Tensor           # (B, H, W) int64, units computed at each position
     flops: torch.Tensor           # (B,) int64, units and halting branches in the SACT convention
     log_q: torch.Tensor | None    # (B,) log q(z | x) of the sampled halting (REINFORCE training)
+    halt: torch.Tensor | None     # (B, L', h, w) the halting probabilities computed (patch grid)
 
 
 @dataclass
@@ -371,7 +372,8 @@ def run_block(units, halting_units, u: torch.Tensor, halting: SpatialHalting, *,
             output = u                        # one-hot z: halted positions kept u^z (eq. 27)
     return BlockResult(output=output, ponder=_expand(ponder_grid, patch),
                        units=_expand(units_done, patch), flops=cost,
-                       log_q=log_q.flatten(1).sum(dim=1) if mode == "discrete" else None)
+                       log_q=log_q.flatten(1).sum(dim=1) if mode == "discrete" else None,
+                       halt=torch.stack(h_steps, dim=1) if h_steps else None)
 
 
 def _mix(outputs: list[torch.Tensor], weights: torch.Tensor, grid_shape, patch: int) -> torch.Tensor:
