@@ -82,6 +82,16 @@ def test_results_file_has_the_shared_format(tmp_path):
                                                    "max_steps": 4}])
 
 
+def test_results_file_keeps_measurements_apart_from_runs(tmp_path):
+    run = {"method": "sact", "tau": 0.1, "seed": 0, "accuracy": 0.9, "mean_steps": 2.0, "max_steps": 4}
+    path = results.write(tmp_path / "r.json", {"seed": 0}, [run], {"timing": {"plain_seconds": 0.5}})
+    written = json.loads(path.read_text())
+    assert written["runs"] == [run] and written["measurements"] == {"timing": {"plain_seconds": 0.5}}
+    assert "measurements" not in json.loads(results.write(tmp_path / "plain.json", {}, [run]).read_text())
+    with pytest.raises(ValueError, match="measurements"):
+        results.write(tmp_path / "bad.json", {}, [run], [1, 2])
+
+
 def test_benchmark_measures_every_mechanism(tmp_path):
     out = tmp_path / "bench.json"
     benchmark.main(["--width", "32", "--batch", "16", "--steps", "4", "--repeats", "1", "--out", str(out)])
