@@ -28,6 +28,19 @@ QUICK_DIR = REPO / "build" / "quick"
 HANG_LIMIT_S = 900
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module of small-tensor tests (``pytestmark = usefixtures(...)``).
+
+    Tensors this small run as fast on one thread, and the timings stay steady on a busy
+    machine, where two threads competing with other processes for two cores slow down many times.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def toc_files() -> list[str]:
     """Every page of book/_toc.yml in reading order, as paths without suffix (book/intro, ...)."""
     toc = yaml.safe_load(TOC.read_text())

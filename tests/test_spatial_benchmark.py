@@ -8,12 +8,7 @@ import torch
 from adaptive import spatial_benchmark
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_every_method_gets_a_row_of_positive_rates_and_its_flops():

@@ -27,14 +27,7 @@ ROW_FIELDS = results.REQUIRED + ("flops", "flops_ratio", "eval_mode", "evaluatio
 UNITS = 6                                          # ResNet-14: 3 blocks of 2 units
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors this small run as fast on one intra-op thread, which also keeps the timings steady on a
-    busy machine (two threads competing with other processes for two cores slow down many times)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**changes) -> SpatialConfig:
