@@ -55,6 +55,23 @@ def build(method: str, depth: int, halting_bias: float | None, seed: int = 0) ->
     return model
 
 
+def timed(call, device: torch.device | str = "cpu") -> float:
+    """Seconds one ``call()`` takes, with the GPU synchronised before and after."""
+    device = torch.device(device)
+    _synchronize(device)
+    start = time.perf_counter()
+    call()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def median_seconds(call, device: torch.device | str = "cpu", repeats: int = 3) -> float:
+    """The median of ``repeats`` timings of ``call()`` after one warm-up call."""
+    _checks.positive_int("repeats", repeats)
+    call()
+    return statistics.median(timed(call, device) for _ in range(repeats))
+
+
 @flush_denormals()
 def measure(depth: int = 110, batch: int = 128, device: str = "cpu", bf16: bool = False,
             methods=METHODS, repeats: int = 5, halting_bias: float | None = 0.0, seed: int = 0) -> dict:
@@ -85,13 +102,6 @@ def measure(depth: int = 110, batch: int = 128, device: str = "cpu", bf16: bool 
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             return model(images, sparse=sparse and method != "plain", generator=sample)
 
-    def timed(fn):
-        _synchronize(device)
-        start = time.perf_counter()
-        fn()
-        _synchronize(device)
-        return time.perf_counter() - start
-
     tasks = {}
     for method in methods:
         tasks[(method, "train")] = lambda m=method: train_step(m)
@@ -102,7 +112,7 @@ def measure(depth: int = 110, batch: int = 128, device: str = "cpu", bf16: bool 
     times = {key: [] for key in tasks}
     for _ in range(repeats):
         for key, fn in tasks.items():
-            times[key].append(timed(fn))
+            times[key].append(timed(fn, device))
     rows = []
     for method in methods:
         seconds = {kind: statistics.median(times[(method, kind)]) for kind in ("train", "dense", "sparse")}

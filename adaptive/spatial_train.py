@@ -231,6 +231,11 @@ class RewardBaseline:
         return baseline
 
 
+def reward(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """REINFORCE's reward ``log p(y | z, x)`` per image, (B,), without gradient."""
+    return -F.cross_entropy(logits.float(), target, reduction="none").detach()
+
+
 def objective(out: spatial.SpatialOutput, target: torch.Tensor, baseline: float | None) -> torch.Tensor:
     """The loss whose gradient the optimiser follows.
 
@@ -242,8 +247,7 @@ def objective(out: spatial.SpatialOutput, target: torch.Tensor, baseline: float 
     if baseline is None:
         return out.loss
     log_q = sum(block.log_q for block in out.blocks)                               # (B,)
-    reward = -F.cross_entropy(out.logits.float(), target, reduction="none").detach()  # (B,)
-    return out.loss - ((reward - baseline) * log_q).mean()
+    return out.loss - ((reward(out.logits, target) - baseline) * log_q).mean()
 
 
 def _optimizer(config: SpatialConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -337,8 +341,7 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
             out = net(images, labels, generator=generator)
             reward_baseline = None
             if baseline is not None:
-                reward = -F.cross_entropy(out.logits.float(), labels).item()
-                reward_baseline = baseline.update(reward)
+                reward_baseline = baseline.update(reward(out.logits, labels).mean().item())
             loss = objective(out, labels, reward_baseline)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss.item()} at step {state['step']}; lower lr "
@@ -434,7 +437,7 @@ def gradient_variance(model: spatial.AdaptiveResNet, images: torch.Tensor, label
     baseline = None
     if estimator == "reinforce":
         with torch.no_grad():
-            rewards = [-F.cross_entropy(model(images, mode=mode, generator=generator).logits, labels).item()
+            rewards = [reward(model(images, mode=mode, generator=generator).logits, labels).mean().item()
                        for _ in range(4)]
         baseline = sum(rewards) / len(rewards)
     grads = []
@@ -446,11 +449,16 @@ def gradient_variance(model: spatial.AdaptiveResNet, images: torch.Tensor, label
     return torch.stack(grads).double().var(dim=0).sum().item()
 
 
+def _config_from(values: dict) -> SpatialConfig:
+    """A ``SpatialConfig`` from a dict whose tuples may have become lists (JSON, argparse)."""
+    return SpatialConfig(**{key: tuple(value) if isinstance(value, list) else value
+                            for key, value in values.items()})
+
+
 def load_trained(path: str | Path, device: str = "cpu") -> tuple[spatial.AdaptiveResNet, SpatialConfig]:
     """The model and configuration of a checkpoint written by ``train``, in evaluation mode."""
     payload = torch.load(Path(path), map_location=device, weights_only=False)
-    config = SpatialConfig(**{key: tuple(value) if isinstance(value, list) else value
-                              for key, value in payload["config"].items()})
+    config = _config_from(payload["config"])
     model = build(config).to(device)
     model.load_state_dict(payload["model"])
     return model.eval(), config
@@ -477,7 +485,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = vars(parser.parse_args(argv))
     folder, device, quiet = args.pop("checkpoint_dir"), args.pop("device"), args.pop("quiet")
-    config = SpatialConfig(**{key: tuple(value) if isinstance(value, list) else value for key, value in args.items()})
+    config = _config_from(args)
     row = train(config, folder, device=device, progress=not quiet)
     summary = {key: row[key] for key in ("method", "tau", "accuracy", "mean_steps", "flops_ratio")}
     print(json.dumps(summary))

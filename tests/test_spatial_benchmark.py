@@ -41,3 +41,11 @@ def test_command_line_prints_the_table_and_writes_json(tmp_path, capsys):
 def test_unknown_method_is_refused_by_name():
     with pytest.raises(ValueError, match="methods"):
         spatial_benchmark.measure(depth=14, batch=2, repeats=1, methods=("sparse",))
+
+
+def test_median_seconds_warms_up_once_then_takes_the_median():
+    calls = []
+    seconds = spatial_benchmark.median_seconds(lambda: calls.append(1), repeats=3)
+    assert len(calls) == 4 and 0 <= seconds < 1
+    with pytest.raises(ValueError, match="repeats"):
+        spatial_benchmark.median_seconds(lambda: None, repeats=0)
