@@ -208,11 +208,24 @@ def test_cli_writes_clevr_layout(tmp_path, capsys):
         assert features.feature_shape(tmp_path / "m" / "features" / f"{split}.h5") == (n, 3, 8, 8)
 
 
+def test_cli_writes_attribute_features_that_match_the_scenes(tmp_path):
+    minigen.main(["--out", str(tmp_path / "a"), "--train", "3", "--val", "2", "--features", "attributes"])
+    scene_file = tmp_path / "a" / "scenes" / "miniCLEVR_val_scenes.json"
+    val_scenes = json.loads(scene_file.read_text())["scenes"]
+    rows = features.FeatureFile(tmp_path / "a" / "features" / "val.h5")
+    assert features.feature_shape(tmp_path / "a" / "features" / "val.h5") == (2, 16, 16, 16)
+    for scene in val_scenes:
+        expected = features.attribute_grid(scene, minigen.IMAGE_SIZE, 16)
+        assert torch.equal(rows[scene["image_index"]], torch.from_numpy(expected))
+
+
 def test_bad_generator_arguments_name_the_parameter(tmp_path):
     with pytest.raises(ValueError, match="n_images"):
         minigen.generate_split(tmp_path, "train", 0)
     with pytest.raises(ValueError, match="split"):
         minigen.generate_split(tmp_path, "test", 3)
+    with pytest.raises(ValueError, match="features_kind"):
+        minigen.generate_split(tmp_path, "train", 3, features_grid=8, features_kind="voxels")
     with pytest.raises(ValueError, match="questions_per_image"):
         minigen.generate_split(tmp_path, "train", 3, questions_per_image=0)
 

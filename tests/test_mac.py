@@ -102,3 +102,20 @@ def test_mismatched_inputs_are_refused():
     model, tokens, lengths, features = tiny()
     with pytest.raises(ValueError, match="tokens"):
         model.initial_state(tokens, lengths, features[:2])
+
+
+def test_linear_and_convolution_weights_are_glorot_initialised_with_zero_biases():
+    torch.manual_seed(0)
+    model = mac.MAC(30, 7, 3, width=128, max_steps=2, embed_dim=8)
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert len(layers) > 10
+    for layer in layers:
+        receptive = layer.weight[0, 0].numel() if layer.weight.dim() > 2 else 1
+        fan_in, fan_out = layer.weight.shape[1] * receptive, layer.weight.shape[0] * receptive
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert layer.weight.abs().max() <= bound
+        if layer.weight.numel() >= 4096:                      # uniform(-b, b) has std b / sqrt(3)
+            assert layer.weight.std().item() == pytest.approx(bound / 3 ** 0.5, rel=0.05)
+        assert layer.bias is None or not layer.bias.any()
+    # PyTorch's default for a square 128 x 128 layer would have std 1 / sqrt(3 * 128): sqrt(3) times smaller
+    assert model.read_memory.weight.std().item() > 1.5 / (3 * 128) ** 0.5

@@ -5,7 +5,9 @@ For each split it writes::
     <out>/images/<split>/miniCLEVR_<split>_000000.png   drawn scenes (render.py), 96 x 96 RGB
     <out>/scenes/miniCLEVR_<split>_scenes.json          CLEVR's scene schema (scenes.py)
     <out>/questions/miniCLEVR_<split>_questions.json    CLEVR's question schema
-    <out>/features/<split>.h5                           pixel-grid "features" (features.py)
+    <out>/features/<split>.h5                           features (features.py): the image
+                                                        average-pooled to a grid ("pixels"), or
+                                                        per-cell object attributes ("attributes")
 
 Questions come from the project's templates (templates.py). For each question a family is
 drawn, its placeholders are filled by walking the program over the scene, and the answer is
@@ -19,6 +21,8 @@ split are the 12 images of a 12-image split.
 CLI::
 
     python -m adaptive.clevr.minigen --out data/mini-clevr --train 2000 --val 500 --seed 0
+    python -m adaptive.clevr.minigen --out data/mini-clevr-attributes --train 6000 --val 500 \
+        --questions-per-image 10 --features attributes          # chapter 5's default data
 """
 from __future__ import annotations
 
@@ -258,11 +262,18 @@ def _questions_for(scene: dict, rng: random.Random, balancer: Balancer, n_questi
     return made
 
 
+FEATURES = ("pixels", "attributes")
+
+
 def generate_split(out: str | Path, split: str, n_images: int, seed: int = 0,
                    image_size: int = IMAGE_SIZE, questions_per_image: int = QUESTIONS_PER_IMAGE,
-                   features_grid: int | None = None) -> dict:
+                   features_grid: int | None = None, features_kind: str = "pixels") -> dict:
     """Write one split (images, scenes JSON, questions JSON, and features unless
-    ``features_grid`` is None). Returns {"images", "questions", "seconds"}."""
+    ``features_grid`` is None). ``features_kind``: ``"pixels"`` (the image average-pooled to
+    ``features_grid`` cells a side) or ``"attributes"`` (each cell's object attributes,
+    ``features.attribute_grid``). Returns {"images", "questions", "seconds"}."""
+    if features_kind not in FEATURES:
+        raise ValueError(f"features_kind must be one of {FEATURES}, got {features_kind!r}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
@@ -298,7 +309,11 @@ def generate_split(out: str | Path, split: str, n_images: int, seed: int = 0,
     _write_json(questions_path(out, split), {"info": question_info, "questions": all_questions})
     if features_grid is not None:
         from . import features                                  # h5py only when features are wanted
-        features.write_pixel_features(image_dir, out / "features" / f"{split}.h5", grid=features_grid)
+        if features_kind == "pixels":
+            features.write_pixel_features(image_dir, out / "features" / f"{split}.h5", grid=features_grid)
+        else:
+            features.write_attribute_features(scenes_path(out, split), out / "features" / f"{split}.h5",
+                                              image_size=image_size, grid=features_grid)
     return {"images": n_images, "questions": len(all_questions), "seconds": time.perf_counter() - start}
 
 
@@ -335,13 +350,17 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="image width = height in pixels")
     parser.add_argument("--questions-per-image", type=int, default=QUESTIONS_PER_IMAGE)
-    parser.add_argument("--grid", type=int, default=32,
-                        help="features are the images average-pooled to GRID x GRID (default 32)")
+    parser.add_argument("--features", choices=FEATURES, default="pixels",
+                        help="pixels: the images average-pooled to GRID x GRID; attributes: each "
+                             "cell's object colour, shape, size and material (default pixels)")
+    parser.add_argument("--grid", type=int, default=None,
+                        help="feature cells a side (default 32 for pixels, 16 for attributes)")
     parser.add_argument("--no-features", action="store_true", help="do not write features/<split>.h5")
     args = parser.parse_args(argv)
     for split, n in (("train", args.train), ("val", args.val)):
+        grid = args.grid or (32 if args.features == "pixels" else 16)
         report = generate_split(args.out, split, n, args.seed, args.image_size, args.questions_per_image,
-                                None if args.no_features else args.grid)
+                                None if args.no_features else grid, args.features)
         print(f"{split}: {report['images']} images, {report['questions']} questions "
               f"in {report['seconds']:.1f} s -> {Path(args.out).resolve()}")
         if split == "train":
