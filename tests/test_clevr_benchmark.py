@@ -62,3 +62,11 @@ def test_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "b.json"
     benchmark.main(["--quick", "--steps", "2", "--repeats", "1", "--out", str(out)])
     assert out.is_file() and "questions/s" in capsys.readouterr().out
+
+
+def test_ideal_with_the_input_unit_lies_between_one_and_the_plain_ideal(result):
+    dact = next(row for row in result["evaluation"] if row["method"] == "dact")
+    assert 0 <= dact["input_unit_share"] <= 1
+    assert 1.0 <= dact["ideal_with_input_unit"] <= dact["ideal_speedup"] + 1e-9
+    assert dact["fraction_of_ideal_with_input_unit"] == pytest.approx(
+        dact["realised_speedup"] / dact["ideal_with_input_unit"])
