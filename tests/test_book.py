@@ -202,6 +202,10 @@ def check_figures(doc: str, page: Page, html_file: Path) -> None:
 def check_no_errors(doc: str, page: Page) -> None:
     assert "Traceback" not in page.all_text, f"{doc}: the page shows a Traceback"
     assert page.error_outputs == 0, f"{doc}: {page.error_outputs} error output cell(s)"
+    # a Markdown table printed by a notebook (IPython.display.Markdown) must become a table,
+    # not a paragraph of pipes (myst-nb renders CommonMark, without tables, unless told otherwise)
+    raw_tables = re.findall(r"\|\s*[-—–]+:?\s*\|", page.prose_text)   # smartquotes turn --- into —
+    assert not raw_tables, f"{doc}: Markdown table syntax shown as text: {raw_tables[:3]}"
 
 
 def check_code_page(page: Page) -> None:
