@@ -16,7 +16,7 @@ import pytest
 
 # Notebooks that train models: their results JSON must list runs. Any other notebook whose
 # JSON has a "runs" key is checked the same way.
-TRAINING_NOTEBOOKS = {"03_parity", "06_spatial"}
+TRAINING_NOTEBOOKS = {"03_parity", "05_clevr", "06_spatial"}
 REQUIRED_PARAMETERS = ("quick", "seed", "device", "results_path")
 RUN_KEYS = ("method", "tau", "seed", "accuracy", "mean_steps", "max_steps")
 
