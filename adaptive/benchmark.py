@@ -74,9 +74,28 @@ def _seconds(fn, repeats: int) -> list[float]:
     return times
 
 
-def _synchronize(device: str):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def synchronize(device: torch.device | str) -> None:
+    """Wait until the device has run what was queued on it (CUDA); nothing to wait for on a CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(call, device: torch.device | str = "cpu") -> float:
+    """Seconds one ``call()`` takes, with the device synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    call()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def write_report(result: dict, out: str | Path, table: str) -> None:
+    """The end of a benchmark's command line: ``result`` as JSON in ``out``, ``table`` printed."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2))
+    print(table)
+    print(f"\nwritten to {out}")
 
 
 @training.flush_denormals()                  # as training does; see its docstring
@@ -99,7 +118,7 @@ def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        _synchronize(device)
+        synchronize(device)
 
     def mechanism_train(method):
         halting = loop.Halting(method, steps, tau=0.01)
@@ -110,7 +129,7 @@ def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 
             optimizer.zero_grad()
             out.loss.backward()
             optimizer.step()
-            _synchronize(device)
+            synchronize(device)
         return fn
 
     def evaluation(method):
@@ -120,7 +139,7 @@ def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 
         def fn():
             result["out"] = loop.run(model.step, model.initial_state(x, depth), halting,
                                      training=False, generator=generator)
-            _synchronize(device)
+            synchronize(device)
         return fn, result
 
     train_fns = {"plain": plain_train, **{m: mechanism_train(m) for m in MECHANISMS}}
@@ -139,7 +158,7 @@ def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 
                     running = int((steps_taken >= n).sum())
                     if running:
                         model.step(model.initial_state(x[:running], depth[:running]))
-            _synchronize(device)
+            synchronize(device)
         return fn
 
     bare_fns = {name: bare_steps(result["out"].steps) for name, (_, result) in eval_fns.items()}
@@ -206,10 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.width, args.batch, args.repeats = 256, 128, 3
     result = measure(args.width, args.batch, args.steps, args.repeats, args.device, args.seed)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(markdown(result))
-    print(f"\nwritten to {args.out}")
+    write_report(result, args.out, markdown(result))
 
 
 if __name__ == "__main__":

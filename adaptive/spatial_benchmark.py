@@ -23,22 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 from . import _checks, spatial
+from .benchmark import timed
 from .resnet import cifar_resnet
 from .training import flush_denormals
 
 METHODS = ("plain", "act", "sact", "psact")
 RECIPE_STEPS = 100_000
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def build(method: str, depth: int, halting_bias: float | None, seed: int = 0) -> spatial.AdaptiveResNet:
@@ -53,16 +48,6 @@ def build(method: str, depth: int, halting_bias: float | None, seed: int = 0) ->
                 if unit.conv is not None:
                     unit.conv.weight.data = torch.randn(unit.conv.weight.shape, generator=generator) * 0.05
     return model
-
-
-def timed(call, device: torch.device | str = "cpu") -> float:
-    """Seconds one ``call()`` takes, with the GPU synchronised before and after."""
-    device = torch.device(device)
-    _synchronize(device)
-    start = time.perf_counter()
-    call()
-    _synchronize(device)
-    return time.perf_counter() - start
 
 
 def median_seconds(call, device: torch.device | str = "cpu", repeats: int = 3) -> float:

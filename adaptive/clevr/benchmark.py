@@ -32,15 +32,13 @@ median over repeats. On a GPU::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from .. import _checks, loop
+from ..benchmark import timed, write_report
 from ..mac import MAC
 from ..training import flush_denormals
 from .train import _float_outputs
@@ -50,23 +48,10 @@ METHODS = ("fixed", "act", "dact")
 SHARPNESS = 12.0            # |halting logit| of the depth override: h within 1e-5 of 0 or 1
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _seconds(fn, device: torch.device) -> float:
-    """Wall time of one call, the device's queue drained."""
-    start = time.perf_counter()
-    fn()
-    _synchronize(device)
-    return time.perf_counter() - start
-
-
 def synthetic_batch(batch: int, feature_shape: tuple[int, int, int], vocab_size: int, num_answers: int,
                     question_length: int, generator: torch.Generator, device: torch.device):
     """Random questions of 1/2..1 times ``question_length`` words, features and answers."""
-    lengths = torch.randint(question_length // 2, question_length + 1, (batch,), generator=generator)
+    lengths = torch.randint(max(1, question_length // 2), question_length + 1, (batch,), generator=generator)
     tokens = torch.randint(1, vocab_size, (batch, question_length), generator=generator)
     tokens[torch.arange(question_length)[None, :] >= lengths[:, None]] = 0              # padding
     features = torch.randn(batch, *feature_shape, generator=generator)
@@ -155,11 +140,11 @@ def measure(width: int = 512, batch: int = 64, steps: int = 12, feature_shape=(1
     for _ in range(repeats):
         mac.train()
         for name, (fn, _) in train_fns.items():
-            train_times[name].append(_seconds(fn, device))
+            train_times[name].append(timed(fn, device))
         mac.eval()
         for name, (fn, _) in eval_fns.items():
-            eval_times[name].append(_seconds(fn, device))
-        input_times.append(_seconds(input_unit, device))
+            eval_times[name].append(timed(fn, device))
+        input_times.append(timed(input_unit, device))
 
     plain = statistics.median(train_times["fixed"])
     training_rows = []
@@ -232,10 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         sizes = {"feature_shape": (64, 8, 8), "embed_dim": 32}
     result = measure(width=args.width, batch=args.batch, steps=args.steps, repeats=args.repeats,
                      device=args.device, bf16=args.bf16, seed=args.seed, **sizes)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(markdown(result))
-    print(f"\nwritten to {args.out}")
+    write_report(result, args.out, markdown(result))
 
 
 if __name__ == "__main__":
