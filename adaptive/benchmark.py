@@ -37,6 +37,16 @@ from . import loop, training
 MECHANISMS = ("fixed", "act", "dact", "pact", "pondernet")
 
 
+SHARPNESS = 12.0            # |halting logit| of a forced decision: h within 1e-5 of 0 or 1
+
+
+def halt_from_depth(step_index: torch.Tensor, depth: torch.Tensor, sharpness: float = SHARPNESS) -> torch.Tensor:
+    """(b,) halting logits that say "halt" (+sharpness) from step ``depth`` on and "go on"
+    (-sharpness) before: how the benchmarks make sample i stop after depth[i] steps,
+    whatever a model has learnt. ``step_index``: (b,) the steps computed so far."""
+    return torch.where(step_index >= depth, sharpness, -sharpness)
+
+
 class WideStep(nn.Module):
     """A residual MLP step: s <- s + tanh(W s + U x); answer and halting heads.
 
@@ -45,7 +55,7 @@ class WideStep(nn.Module):
     steps a sample takes are known in advance while the head is still trained.
     """
 
-    def __init__(self, width: int, classes: int = 10, sharpness: float = 12.0):
+    def __init__(self, width: int, classes: int = 10, sharpness: float = SHARPNESS):
         super().__init__()
         self.mix = nn.Linear(width, width)
         self.inject = nn.Linear(width, width, bias=False)
@@ -61,7 +71,7 @@ class WideStep(nn.Module):
         x, s, depth, n = state                              # (b, W), (b, W), (b,), (b,)
         n = n + 1
         s = s + torch.tanh(self.mix(s) + self.inject(x))
-        switch = torch.where(n >= depth, self.sharpness, -self.sharpness)
+        switch = halt_from_depth(n, depth, self.sharpness)
         return self.output(s), switch + 0.01 * self.halt(s).squeeze(1), (x, s, depth, n)
 
 

@@ -38,14 +38,13 @@ import torch
 from torch import nn
 
 from .. import _checks, loop
-from ..benchmark import timed, write_report
+from ..benchmark import halt_from_depth, timed, write_report
 from ..mac import MAC
 from ..training import flush_denormals
 from .train import _float_outputs
 
 CLEVR_TRAIN_QUESTIONS = 699_989
 METHODS = ("fixed", "act", "dact")
-SHARPNESS = 12.0            # |halting logit| of the depth override: h within 1e-5 of 0 or 1
 
 
 def synthetic_batch(batch: int, feature_shape: tuple[int, int, int], vocab_size: int, num_answers: int,
@@ -63,8 +62,7 @@ def halting_at_depth(mac: MAC):
     """``mac.step`` whose halting logit says "halt" from step ``state["depth"]`` on."""
     def step(state):
         logits, halt_logit, new_state = mac.step(state)
-        halt = new_state["step"] >= state["depth"]                                      # (b,)
-        switch = torch.where(halt, SHARPNESS, -SHARPNESS).to(halt_logit.dtype)
+        switch = halt_from_depth(new_state["step"], state["depth"]).to(halt_logit.dtype)   # (b,)
         return logits, switch + 0.0 * halt_logit, new_state
     return step
 
