@@ -21,9 +21,10 @@ convolution are drawn with Glorot's variance 2 / (fan_in + fan_out) (uniform her
 there), biases zero (``reset_parameters``). PyTorch's own default (uniform within
 1/sqrt(fan_in)) has sqrt(3) times smaller weights for a square layer, and MAC's
 multiplicative interactions (memory times knowledge, control times knowledge) compound
-it: in a pilot on mini-CLEVR, a MAC with PyTorch's default initialisation still answered
-"What color is the <object>?" little better than chance after four epochs, by which the
-Glorot-initialised one answered it almost always.
+it: in a pilot on mini-CLEVR (width 64, 80,000 questions an epoch; issue 3's closing note),
+a MAC with PyTorch's default initialisation answered "What color is the <object>?"
+correctly 24 % of the time after four epochs (chance: 12.5 %), the Glorot-initialised one
+99 %.
 
 Dropout follows the authors' recipe (drop probabilities): stem 0.18,
 question 0.08, memory 0.15 (one mask per question for all steps: variational
