@@ -1,24 +1,24 @@
 """adaptive: halting mechanisms that let a network choose how much computation each input gets.
 
-Modules:
+The mechanisms are one module each, plain functions of (B, L) tensors ending with the rule
+that ``loop`` follows; every chapter's models use them through that loop or, per position,
+through ``spatial.halting``. Imports point one way: chapter packages -> ``loop``, ``benchmark``
+and ``infra`` -> the mechanisms -> ``_checks`` and ``numerics``.
+
+Mechanisms:
     act        -- Adaptive Computation Time (Graves 2016)
     dact       -- Differentiable ACT and its halting bound (Eyzaguirre & Soto 2020)
     pact       -- Probabilistic ACT (Figurnov, Sobolev & Vetrov 2018)
     pondernet  -- PonderNet (Banino et al. 2021)
+The loop and what every chapter shares:
     loop       -- one loop that makes any step function adaptive under any mechanism
-    parity     -- Graves' parity task, with a held-out split and PonderNet's extrapolation split
-    models     -- small step functions for the toy tasks
-    training   -- seeded, checkpointed, resumable training runs and grids
-    checkpoint -- atomic checkpoints that refuse a different configuration
-    results    -- the results file every training chapter writes
-    benchmark  -- what the mechanisms cost and what early exit saves
-    resnet, flops -- pre-activation ResNets (CIFAR 6n+2, ResNet-101) and FLOPs in the SACT convention
-    cifar, spatial_data -- data of the spatial (SACT / PSACT) chapter: CIFAR-10, generated objects
-    spatial    -- ACT per block, SACT and PSACT on ResNets: one block loop over act / pact, sparse evaluation
-    spatial_train -- training them (objects on a CPU, CIFAR-10 on GPUs, torchrun), gradient variance
-    spatial_benchmark -- their images per second, training and dense / sparse evaluation
-    mac        -- the MAC network as a step function (control, read, write units)
-    clevr      -- the visual-reasoning chapter: mini-CLEVR, CLEVR questions and features, MAC training
+    benchmark  -- what the mechanisms cost in the loop and what early exit saves (chapter 4)
+    infra      -- checkpoints, results files, seeding, timing, distributed set-up
+    numerics   -- a safe log and fast subnormals; ``_checks``: input validation
+Chapters:
+    parity     -- chapter 3: Graves' parity task, its network and training runs
+    clevr      -- chapter 5: MAC on mini-CLEVR and CLEVR, with ACT and DACT
+    spatial    -- chapter 6: ACT per block, SACT and PSACT on residual networks
 """
 from . import act, dact, loop, pact, parity, pondernet
 

@@ -32,19 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import loop, training
+from . import loop
+from .infra.benchmarking import SHARPNESS, halt_from_depth, synchronize, timed, write_report
+from .numerics import flush_denormals
 
 MECHANISMS = ("fixed", "act", "dact", "pact", "pondernet")
-
-
-SHARPNESS = 12.0            # |halting logit| of a forced decision: h within 1e-5 of 0 or 1
-
-
-def halt_from_depth(step_index: torch.Tensor, depth: torch.Tensor, sharpness: float = SHARPNESS) -> torch.Tensor:
-    """(b,) halting logits that say "halt" (+sharpness) from step ``depth`` on and "go on"
-    (-sharpness) before: how the benchmarks make sample i stop after depth[i] steps,
-    whatever a model has learnt. ``step_index``: (b,) the steps computed so far."""
-    return torch.where(step_index >= depth, sharpness, -sharpness)
 
 
 class WideStep(nn.Module):
@@ -84,31 +76,7 @@ def _seconds(fn, repeats: int) -> list[float]:
     return times
 
 
-def synchronize(device: torch.device | str) -> None:
-    """Wait until the device has run what was queued on it (CUDA); nothing to wait for on a CPU."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(call, device: torch.device | str = "cpu") -> float:
-    """Seconds one ``call()`` takes, with the device synchronised before and after."""
-    synchronize(device)
-    start = time.perf_counter()
-    call()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def write_report(result: dict, out: str | Path, table: str) -> None:
-    """The end of a benchmark's command line: ``result`` as JSON in ``out``, ``table`` printed."""
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(result, indent=2))
-    print(table)
-    print(f"\nwritten to {out}")
-
-
-@training.flush_denormals()                  # as training does; see its docstring
+@flush_denormals()                  # as training does; see its docstring
 def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 5,
             device: str = "cpu", seed: int = 0) -> dict:
     """Run both measurements; returns a dict with the parameters and two tables."""

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks, act, dact, pact, pondernet
+from .numerics import safe_log
 
 METHODS = ("fixed", "act", "dact", "pact", "pondernet")
 State = Any
@@ -157,7 +158,7 @@ def _train(step: Step, state: State, halting: Halting, target: torch.Tensor | No
         penalty_per_sample = ponder
     elif method == "dact":
         answers = dact.accumulate(F.softmax(logits, dim=-1), h)[:, -1]       # (B, C), a_L
-        log_probs = answers.clamp_min(torch.finfo(answers.dtype).tiny).log()
+        log_probs = safe_log(answers)
         ponder, steps = dact.ponder_cost(h), full
         penalty_per_sample = ponder
     elif method == "pact":
@@ -168,7 +169,7 @@ def _train(step: Step, state: State, halting: Halting, target: torch.Tensor | No
     else:  # pondernet
         p = pondernet.halting_distribution(h)                               # (B, L)
         mixture = (p.unsqueeze(-1) * F.softmax(logits, dim=-1)).sum(dim=1)
-        log_probs = mixture.clamp_min(torch.finfo(mixture.dtype).tiny).log()
+        log_probs = safe_log(mixture)
         ponder, steps = pact.expected_steps(h), full                          # same q(z) as PACT
         penalty_per_sample = pondernet.kl_to_prior(p, halting.prior)
     out = Output(probs=log_probs.exp(), steps=steps, ponder=ponder, logits=logits, halt=h)

@@ -21,6 +21,7 @@ import math
 import torch
 
 from . import _checks, pact
+from .numerics import safe_log
 
 
 def halting_distribution(lam: torch.Tensor) -> torch.Tensor:
@@ -71,8 +72,7 @@ def kl_to_prior(p: torch.Tensor, lambda_p: float) -> torch.Tensor:
     # 0 log 0 = 0. Clamping inside the log (rather than xlogy, whose gradient at
     # p = 0 is NaN) keeps the gradient finite once a lambda saturates at 1 and
     # every later p_n is exactly 0, as happens in float32 training.
-    log_p = p.clamp_min(torch.finfo(p.dtype).tiny).log()
-    return (p * (log_p - prior.log())).sum(dim=1)
+    return (p * (safe_log(p) - prior.log())).sum(dim=1)
 
 
 def reconstruction_loss(step_losses: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

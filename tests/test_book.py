@@ -34,8 +34,8 @@ def code_page_functions() -> dict[str, list[str]]:
     text = (REPO / "book" / "code.md").read_text()
     found: dict[str, list[str]] = {}
     for module, function in re.findall(
-            r"```\{literalinclude\} \.\./adaptive/(\w+)\.py\n(?::[^\n]*\n)*?:pyobject: (\w+)", text):
-        found.setdefault(module, []).append(function)
+            r"```\{literalinclude\} \.\./adaptive/([\w/]+)\.py\n(?::[^\n]*\n)*?:pyobject: (\w+)", text):
+        found.setdefault(module.replace("/", "."), []).append(function)
     return found
 
 
@@ -221,7 +221,7 @@ def check_code_page(page: Page) -> None:
             source = inspect.getsource(getattr(module, function))
             missing = [line.strip() for line in source.splitlines()
                        if line.strip() and line.strip() not in text]
-            assert not missing, (f"book/code: adaptive/{module_name}.py:{function} is not shown as in "
+            assert not missing, (f"book/code: adaptive.{module_name}:{function} is not shown as in "
                                  f"the package; missing lines: {missing[:3]}")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from adaptive import cifar
+from adaptive.spatial import cifar
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck"]

@@ -32,7 +32,7 @@ def test_early_exit_takes_the_assigned_depths_and_the_fixed_mac_all_steps(result
 def test_dact_halts_exactly_at_the_depth_once_its_answer_is_settled():
     import torch
     from adaptive import loop
-    from adaptive.mac import MAC
+    from adaptive.clevr.mac import MAC
     torch.manual_seed(0)
     mac = MAC(20, 5, 8, width=16, max_steps=4, embed_dim=8).eval()
     tokens, lengths, features, _ = benchmark.synthetic_batch(6, (8, 4, 4), 20, 5, 6, torch.Generator().manual_seed(1),

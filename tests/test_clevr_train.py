@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from adaptive import results
-from adaptive.clevr import dataset, distributed, minigen, questions
+from adaptive.infra import results
+from adaptive.clevr import dataset, minigen, questions
 from adaptive.clevr import train as clevr_train
 from adaptive.clevr.train import MacConfig
 
@@ -124,13 +124,13 @@ def test_two_processes_train_data_parallel_and_rank_0_writes(root, tmp_path):
 
 
 def test_each_rank_reads_a_disjoint_equal_share_of_the_epoch_order():
-    alone = distributed.ShardedEpochShuffle(11, seed=3)
+    alone = dataset.ShardedEpochShuffle(11, seed=3)
     assert alone.indices(2) == dataset.EpochShuffle(11, seed=3).permutation(2).tolist()
-    shares = [distributed.ShardedEpochShuffle(11, seed=3, rank=r, world=2).indices(2) for r in (0, 1)]
+    shares = [dataset.ShardedEpochShuffle(11, seed=3, rank=r, world=2).indices(2) for r in (0, 1)]
     assert len(shares[0]) == len(shares[1]) == 6
     assert set(shares[0]) | set(shares[1]) == set(range(11))
     assert len(set(shares[0]) & set(shares[1])) == 1                   # the one padded example
-    assert shares[0] != distributed.ShardedEpochShuffle(11, seed=3, rank=0, world=2).indices(3)
+    assert shares[0] != dataset.ShardedEpochShuffle(11, seed=3, rank=0, world=2).indices(3)
 
 
 def test_missing_data_is_refused_with_the_command_to_make_it(root, tmp_path):

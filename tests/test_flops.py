@@ -1,4 +1,4 @@
-"""Tests for adaptive.flops: the SACT FLOP convention.
+"""Tests for adaptive.spatial.flops: the SACT FLOP convention.
 
 References: targets.md, "SACT and PSACT on ResNets" (the convention and the plain CIFAR
 numbers); SACT slides, "perforated conv. layer" and the SACT halting branch; PSACT sec. 6
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from adaptive import flops, resnet
+from adaptive.spatial import flops, resnet
 
 # targets.md: plain CIFAR networks in the SACT convention, with their significant digits
 TARGETS = {20: (8.11e7, 3), 32: (1.377e8, 4), 56: (2.51e8, 3), 110: (5.058e8, 4)}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from adaptive import act, loop, pact
-from adaptive.models import ParityRNN
+from adaptive.parity.model import ParityRNN
 from adaptive.parity import Parity
 
 

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from adaptive import loop, mac
+from adaptive import loop
+from adaptive.clevr import mac
 
 
 def tiny(gate=False, **kwargs):

@@ -1,4 +1,4 @@
-"""Tests for adaptive.resnet: pre-activation ResNets run unit by unit.
+"""Tests for adaptive.spatial.resnet: pre-activation ResNets run unit by unit.
 
 References: He et al. (2016a) sec. 4.2 (CIFAR ResNets, depth 6n + 2, option-A shortcuts),
 He et al. (2016b) (pre-activation units), PSACT sec. 4.1 and the SACT slides (block and
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptive import resnet
+from adaptive.spatial import resnet
 
 
 def n_params(module: torch.nn.Module) -> int:

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from adaptive import spatial_benchmark
+from adaptive.infra.benchmarking import median_seconds
+from adaptive.spatial import benchmark as spatial_benchmark
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -45,7 +46,7 @@ def test_unknown_method_is_refused_by_name():
 
 def test_median_seconds_warms_up_once_then_takes_the_median():
     calls = []
-    seconds = spatial_benchmark.median_seconds(lambda: calls.append(1), repeats=3)
+    seconds = median_seconds(lambda: calls.append(1), repeats=3)
     assert len(calls) == 4 and 0 <= seconds < 1
     with pytest.raises(ValueError, match="repeats"):
-        spatial_benchmark.median_seconds(lambda: None, repeats=0)
+        median_seconds(lambda: None, repeats=0)

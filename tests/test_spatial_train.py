@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from adaptive import results, spatial_data
-from adaptive import spatial_train as st
-from adaptive.spatial_train import SpatialConfig
+from adaptive.infra import results
+from adaptive.spatial import objects as spatial_data
+from adaptive.spatial import train as st
+from adaptive.spatial.train import SpatialConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(depth=14, train_size=64, test_size=32, batch_size=16, steps=2, eval_every=2, tau=0.01)
@@ -264,7 +265,7 @@ def test_two_processes_train_data_parallel_and_rank_0_writes(tmp_path):
     """DistributedDataParallel needs a gradient for every parameter at every step (see
     test_spatial's test_training_gives_every_parameter_a_gradient_even_when_everything_halts)."""
     out = tmp_path / "ddp"
-    done = subprocess.run(TORCHRUN + ["-m", "adaptive.spatial_train"] + ARGS + ["--checkpoint-dir", str(out)],
+    done = subprocess.run(TORCHRUN + ["-m", "adaptive.spatial.train"] + ARGS + ["--checkpoint-dir", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

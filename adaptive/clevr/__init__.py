@@ -1,4 +1,4 @@
-"""CLEVR data for the MAC + ACT/DACT chapter: mini-CLEVR on CPU, real CLEVR v1.0 on a GPU.
+"""Chapter 5: MAC with ACT and DACT on CLEVR: mini-CLEVR on CPU, real CLEVR v1.0 on a GPU.
 
 Both datasets share one layout (``<root>/questions``, ``<root>/scenes``, ``<root>/images``,
 ``<root>/features/<split>.h5``) and one loader, so a model never knows which it reads.
@@ -11,5 +11,8 @@ Modules:
     minigen    -- the mini-CLEVR generator and its CLI (``python -m adaptive.clevr.minigen``)
     questions  -- reading question files, tokens, vocabulary, global family ids, question types
     features   -- image features in HDF5, read lazily; pixel grids (mini), ResNet-101 (real CLEVR)
-    dataset    -- the torch Dataset and a loader that reshuffles every epoch from a seed
+    dataset    -- the torch Dataset, a loader that reshuffles every epoch from a seed, its shards
+    mac        -- the MAC network as a step function (control, read, write units)
+    train      -- training MAC with a fixed number of steps, ACT or DACT; torchrun
+    benchmark  -- MAC against MAC+ACT / MAC+DACT at CLEVR's shape, and early exit
 """

@@ -38,10 +38,10 @@ import torch
 from torch import nn
 
 from .. import _checks, loop
-from ..benchmark import halt_from_depth, timed, write_report
-from ..mac import MAC
-from ..training import flush_denormals
-from .train import _float_outputs
+from ..infra.benchmarking import halt_from_depth, timed, write_report
+from ..numerics import flush_denormals
+from .mac import MAC
+from .train import float_outputs
 
 CLEVR_TRAIN_QUESTIONS = 699_989
 METHODS = ("fixed", "act", "dact")
@@ -91,7 +91,7 @@ def measure(width: int = 512, batch: int = 64, steps: int = 12, feature_shape=(1
                                                             question_length, generator, device)
     depth = torch.randint(1, steps + 1, (batch,), generator=generator).to(device)
 
-    step = _float_outputs(halting_at_depth(mac), use_bf16)
+    step = float_outputs(halting_at_depth(mac), use_bf16)
 
     def start():
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):

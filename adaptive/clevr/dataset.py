@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..infra import seeding
 from . import features as feature_files
 from . import questions as question_files
 from .questions import Vocab
@@ -126,9 +127,7 @@ class EpochShuffle(Sampler[int]):
 
     def permutation(self, epoch: int) -> torch.Tensor:
         """(n,) int64: the order of epoch ``epoch``."""
-        state = np.random.SeedSequence([self.seed, epoch]).generate_state(2, dtype=np.uint32)
-        generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-        return torch.randperm(self.n, generator=generator)
+        return torch.randperm(self.n, generator=seeding.legacy_generator(self.seed, epoch))
 
     def __iter__(self):
         order = self.permutation(self.epoch)
@@ -149,3 +148,43 @@ def make_loader(dataset: ClevrQuestions, batch_size: int = 64, shuffle: bool = T
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
                       num_workers=num_workers, collate_fn=collate, drop_last=drop_last,
                       persistent_workers=False)
+
+
+class ShardedEpochShuffle(Sampler[int]):
+    """This rank's share of ``EpochShuffle``'s permutation of each epoch.
+
+    Each epoch, every rank draws the same permutation of 0..n-1 from (seed, epoch), pads it
+    with its own first entries to a multiple of ``world`` (so every rank gets as many
+    examples, hence as many batches: data-parallel training needs every rank at every
+    gradient synchronisation), and keeps entries rank, rank + world, .... With ``world`` = 1
+    it yields exactly ``EpochShuffle``'s order. ``set_epoch(e)`` selects epoch e.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+        if isinstance(world, bool) or not isinstance(world, int) or world < 1:
+            raise ValueError(f"world must be an integer >= 1, got {world!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world:
+            raise ValueError(f"rank must be an integer in 0..{world - 1}, got {rank!r}")
+        self.order = EpochShuffle(n, seed)
+        self.rank, self.world = rank, world
+        self.per_rank = -(-n // world)                       # ceil(n / world)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def indices(self, epoch: int) -> list[int]:
+        """This rank's examples in epoch ``epoch``, in order."""
+        order = self.order.permutation(epoch)                # (n,)
+        total = self.per_rank * self.world
+        if total > len(order):
+            order = order.repeat(-(-total // len(order)))[:total]
+        return order[self.rank::self.world].tolist()
+
+    def __iter__(self):
+        indices = self.indices(self.epoch)
+        self.epoch += 1
+        return iter(indices)
+
+    def __len__(self) -> int:
+        return self.per_rank

@@ -22,7 +22,7 @@ nothing random carries from one epoch to the next and a resumed run repeats an
 uninterrupted one exactly (same machine and thread count), with no generator state to save.
 
 Launched by ``torchrun --nproc_per_node=N`` the same code trains data-parallel (see
-``adaptive.clevr.distributed`` and ``Unrolled``). CLI::
+``adaptive.infra.distributed`` and ``Unrolled``). CLI::
 
     python -m adaptive.clevr.train --data-root data/mini-clevr --method dact --tau 1e-3 \\
         --steps 12 --width 64 --embed-dim 64 --epochs 10 --checkpoint-dir build/clevr/dact
@@ -45,11 +45,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from .. import _checks, checkpoint, loop, results
-from ..mac import MAC
-from ..training import flush_denormals
-from . import dataset, distributed, questions
-from .distributed import Context
+from .. import _checks, loop
+from ..infra import checkpoint, distributed, results, seeding
+from ..infra.distributed import Context
+from ..numerics import flush_denormals
+from . import dataset, questions
+from .mac import MAC
 
 METHODS = ("fixed", "act", "dact")
 RESUMABLE = ("epochs", "device", "workers")       # may change when a run is resumed
@@ -67,7 +68,7 @@ class MacConfig:
         tau: the ponder penalty's weight (ACT, DACT).
         gate: MAC's memory gate.
         width, embed_dim, stem_stride, dropout: MAC's sizes and drop probabilities
-            (``dropout`` None: the paper's, ``adaptive.mac.DROPOUT``).
+            (``dropout`` None: the paper's, ``adaptive.clevr.mac.DROPOUT``).
         model_steps: steps the model has parameters for (None: ``steps``); >= ``steps``.
         epochs: epochs to have trained when ``train`` returns.
         batch_size: questions per optimiser step, over all processes together.
@@ -175,7 +176,7 @@ def _autocast(enabled: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
-def _float_outputs(step, bf16: bool):
+def float_outputs(step, bf16: bool):
     """``step`` run under autocast, its logits returned as float32 so that the halting
     arithmetic of ``adaptive.loop`` (products of many h) never runs in bfloat16."""
     if not bf16:
@@ -204,7 +205,7 @@ class Unrolled(nn.Module):
     def forward(self, tokens, lengths, features, answers):
         with _autocast(self.bf16):
             state = self.mac.initial_state(tokens, lengths, features)
-        out = loop.run(_float_outputs(self.mac.step, self.bf16), state, self.halting, target=answers)
+        out = loop.run(float_outputs(self.mac.step, self.bf16), state, self.halting, target=answers)
         return out.loss, out.task_loss, out.penalty, out.probs, out.steps, out.ponder
 
 
@@ -286,7 +287,7 @@ def evaluate(mac: MAC, loader, halting: loop.Halting, vocab: questions.Vocab, co
         tokens, lengths, features, answers, families, qtypes = (t.to(device, non_blocking=True) for t in batch)
         with _autocast(bf16):
             state = mac.initial_state(tokens, lengths, features)
-        out = loop.run(_float_outputs(mac.step, bf16), state, halting, training=False)
+        out = loop.run(float_outputs(mac.step, bf16), state, halting, training=False)
         hit = (out.probs.argmax(dim=1) == answers).double()                   # (b,)
         used = out.steps.double()                                             # (b,)
         for offset, ids, size in ((0, torch.zeros_like(families), 1), (1, families, F), (1 + F, qtypes, T)):
@@ -361,7 +362,7 @@ def _train_epoch(net: nn.Module, mac: MAC, ema: MAC, optimizer, loader, config: 
                  epoch: int, progress: bool) -> dict:
     """One pass over this rank's shard of the epoch; the epoch's training means (all ranks)."""
     device = context.device
-    torch.manual_seed(distributed.derive_seed(config.seed, epoch, context.rank))       # dropout of this epoch
+    torch.manual_seed(seeding.legacy_derive_seed(config.seed, epoch, context.rank))       # dropout of this epoch
     loader.sampler.set_epoch(epoch)
     mac.train()
     total = len(loader) if config.max_train_batches is None else min(len(loader), config.max_train_batches)
@@ -421,7 +422,7 @@ def train(config: MacConfig, checkpoint_dir: str | os.PathLike | None = None, pr
     ``type_steps``, ``steps_histogram``, ``curve`` (one entry per epoch), ``config``,
     ``train_seconds`` and more; accuracy and steps are the EMA model's on the val split at
     the last epoch, with early exit. With ``checkpoint_dir``, rank 0 writes
-    ``checkpoint.pt`` after every epoch and ``result.json`` (``adaptive.results`` format)
+    ``checkpoint.pt`` after every epoch and ``result.json`` (``adaptive.infra.results`` format)
     at the end.
     """
     if not isinstance(config, MacConfig):
@@ -482,7 +483,7 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, context: Cont
                                       find_unused_parameters=unused)
     per_rank = config.batch_size // context.world
     pin = device.type == "cuda"
-    sampler = distributed.ShardedEpochShuffle(len(train_set), config.seed, context.rank, context.world)
+    sampler = dataset.ShardedEpochShuffle(len(train_set), config.seed, context.rank, context.world)
     train_loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, collate_fn=dataset.collate,
                               num_workers=config.workers, pin_memory=pin)
     val_rows = distributed.shard(len(val_set), context.rank, context.world)

@@ -4,14 +4,14 @@ The recipe is the SACT code's CIFAR recipe (``targets.md``): SGD with momentum 0
 decay 2e-4, batch 128, the learning rate divided by 10 at 60 %, 75 % and 90 % of the steps
 (60k/75k/90k of 100k), pad-4 random crops and horizontal flips on CIFAR-10. PSACT trained
 with REINFORCE uses Adam at 1e-3 with the same schedule and an exponential-moving-average
-reward baseline with decay 0.99 (PSACT sec. 6). The generated objects (``spatial_data``)
+reward baseline with decay 0.99 (PSACT sec. 6). The generated objects (``adaptive.spatial.objects``)
 get flips only: a crop would move the objects away from their masks.
 
 A run is a ``SpatialConfig``; ``train(config, checkpoint_dir)`` writes an atomic checkpoint at
 every evaluation and at the end, resumes from it (a run stopped at step s continues at s, with
 the same batches, since the batches of an epoch depend only on (seed, epoch)), and refuses a
 checkpoint made with another configuration, listing the differences. Under
-``torchrun --nproc_per_node=N -m adaptive.spatial_train ...`` every rank takes its share of
+``torchrun --nproc_per_node=N -m adaptive.spatial.train ...`` every rank takes its share of
 each batch and DistributedDataParallel averages the gradients (NCCL on GPUs, Gloo on the CPU).
 On CUDA with ``bf16=True`` the network runs under bfloat16 autocast; the halting rules run in
 float32 (the halting units' outputs are cast back before ``act`` and ``pact`` see them).
@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import _checks, checkpoint, cifar, results, spatial, spatial_data
-from .clevr import distributed
+from .. import _checks
+from ..infra import checkpoint, distributed, results, seeding
+from ..numerics import flush_denormals
+from . import cifar, halting as spatial, objects as spatial_data
 from .resnet import cifar_resnet, cifar_units
-from .training import flush_denormals
 
 DATASETS = ("objects", "cifar10")
 OPTIMIZERS = ("sgd", "adam")
@@ -97,7 +98,7 @@ class SpatialConfig:
         for mode in self.eval_modes:
             self.halting(mode)
         if self.init_from is not None and not Path(self.init_from).is_file():
-            raise ValueError(f"init_from must be a checkpoint file written by adaptive.spatial_train, "
+            raise ValueError(f"init_from must be a checkpoint file written by adaptive.spatial.train, "
                              f"got {self.init_from!r}, which does not exist")
 
     def halting(self, eval_mode: str | None = None) -> spatial.SpatialHalting:
@@ -336,7 +337,7 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
         images, labels = images[share].to(device), labels[share].to(device)
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate(state["step"])
-        generator.manual_seed(distributed.derive_seed(config.seed, context.rank, state["step"]))
+        generator.manual_seed(seeding.legacy_derive_seed(config.seed, context.rank, state["step"]))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"):
             out = net(images, labels, generator=generator)
             reward_baseline = None
@@ -467,7 +468,7 @@ def load_trained(path: str | Path, device: str = "cpu") -> tuple[spatial.Adaptiv
 # ----------------------------------------------------------------------------- command line
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m adaptive.spatial_train",
+    parser = argparse.ArgumentParser(prog="python -m adaptive.spatial.train",
                                      description="Train a plain, ACT, SACT or PSACT ResNet (see the module docstring).")
     defaults = SpatialConfig()
     for item in fields(SpatialConfig):

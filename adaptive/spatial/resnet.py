@@ -32,7 +32,7 @@ is a strided 1x1 projection (ResNet-101). ACT and SACT start every block with al
 positions active (the cumulative halting score is 0 before unit 1), so the first unit
 is always run whole, as ``unit(x)``; the halting score ``h^l`` is computed from its
 output onwards. For units l >= 2 an SACT loop runs ``x + unit.residual(x) * active``
-(PSACT eq. 27), and ``adaptive.flops.unit_flops(unit, active)`` counts what that
+(PSACT eq. 27), and ``adaptive.spatial.flops.unit_flops(unit, active)`` counts what that
 costs when only the active positions are computed.
 
 Call ``unit(x)`` rather than ``shortcut(x) + residual(x)`` for a unit with a projection
@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _checks
+from .. import _checks
 
 CIFAR_WIDTHS = (16, 32, 64)
 RESNET101_UNITS = (3, 4, 23, 3)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _checks
+from .. import _checks
 
 
 @dataclass(frozen=True)

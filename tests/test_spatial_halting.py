@@ -1,4 +1,4 @@
-"""Tests for adaptive.spatial: ACT per block, SACT and PSACT on pre-activation ResNets.
+"""Tests for adaptive.spatial.halting and .sparse: ACT per block, SACT and PSACT on pre-activation ResNets.
 
 References, all written out by hand here: eq. 27 of PSACT (a unit updates only its active
 positions, halted ones keep their features), ACT's halting distribution and ponder cost
@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from adaptive import act, flops, pact, spatial
-from adaptive.resnet import cifar_resnet
-from adaptive.spatial import AdaptiveResNet, SpatialHalting
+from adaptive import act, pact
+from adaptive.spatial import flops, sparse
+from adaptive.spatial import halting as spatial
+from adaptive.spatial.halting import AdaptiveResNet, SpatialHalting
+from adaptive.spatial.resnet import cifar_resnet
 
 SIZE = 16                                        # image side of the fast tests
 TINY = torch.finfo(torch.float32).tiny
@@ -136,24 +138,24 @@ COMBINATIONS = ([("act", mode, 1) for mode in spatial.EVAL_MODES]
 def test_sparse_evaluation_equals_dense_logits_flops_and_maps(method, mode, patch, monkeypatch):
     model = randomized(method, patch=patch)
     x = images(batch=3)
-    perforated, calls = spatial.perforated_residual, []
+    perforated, calls = sparse.perforated_residual, []
 
     def counted(*args):
         calls.append(1)
         return perforated(*args)
-    monkeypatch.setattr(spatial, "perforated_residual", counted)
+    monkeypatch.setattr(sparse, "perforated_residual", counted)
     with torch.no_grad():
         dense = model(x, mode=mode, generator=gen(5))
         assert not calls
-        sparse = model(x, mode=mode, sparse=True, generator=gen(5))
+        skipped = model(x, mode=mode, sparse=True, generator=gen(5))
     units_per_block = [len(block) for block in model.resnet.blocks]
     # halting really happened, or the comparison would show nothing
     assert any(bool((block.units < L).any()) for block, L in zip(dense.blocks, units_per_block))
     # per-position halting leaves maps partly active: those units ran perforated
     assert bool(calls) == (method != "act" or mode in ("relaxed", "discrete"))
-    assert torch.allclose(sparse.logits, dense.logits, atol=1e-5, rtol=0)
-    assert torch.equal(sparse.flops, dense.flops)
-    for a, b in zip(sparse.blocks, dense.blocks):
+    assert torch.allclose(skipped.logits, dense.logits, atol=1e-5, rtol=0)
+    assert torch.equal(skipped.flops, dense.flops)
+    for a, b in zip(skipped.blocks, dense.blocks):
         assert torch.equal(a.units, b.units)
         assert torch.allclose(a.ponder, b.ponder, atol=1e-5)
 
@@ -201,7 +203,7 @@ def test_perforated_residual_equals_masked_dense_residual(kind):
     u = torch.randn(2, 16, SIZE, SIZE, generator=g)
     mask = _masks(kind, g)
     with torch.no_grad():
-        out = spatial.perforated_residual(unit, u, mask)
+        out = sparse.perforated_residual(unit, u, mask)
         expected = u + unit.residual(u) * mask[:, None]
     assert out.shape == u.shape
     assert torch.allclose(out, expected, atol=1e-5, rtol=0)
@@ -219,7 +221,7 @@ def test_perforated_residual_computes_only_what_unit_flops_counts():
     mask = (torch.rand(2, SIZE // 2, SIZE // 2, generator=g) < 0.2).float()
     mask[0, 0, 0] = 1.0
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        spatial.perforated_residual(unit, u, mask)
+        sparse.perforated_residual(unit, u, mask)
     expected = int(flops.unit_flops(unit, mask > 0).sum())
     counts = counter.get_flop_counts()["Global"]
     assert counts[torch.ops.aten.mm] == expected
@@ -234,7 +236,7 @@ def test_perforated_residual_refuses_the_strided_first_unit(block):
     channels = unit.bn1.num_features
     u = torch.randn(1, channels, 8, 8)
     with pytest.raises(ValueError, match="stride-1"):
-        spatial.perforated_residual(unit, u, torch.ones(1, 4, 4))
+        sparse.perforated_residual(unit, u, torch.ones(1, 4, 4))
 
 
 # ----------------------------------------------------------------------------- block outputs by hand
@@ -471,7 +473,7 @@ def test_discrete_log_q_is_the_log_of_q_at_the_sampled_units(patch):
 
 
 def test_objective_with_a_baseline_adds_the_score_function_term_for_the_halting_units():
-    from adaptive.spatial_train import objective
+    from adaptive.spatial.train import objective
 
     model = randomized("psact", estimator="reinforce", tau=0.0).train()
     x, y = images(batch=4), torch.tensor([0, 1, 2, 3])
@@ -493,7 +495,7 @@ def test_objective_with_a_baseline_adds_the_score_function_term_for_the_halting_
 
 
 def test_reward_baseline_is_an_exponential_moving_average():
-    from adaptive.spatial_train import RewardBaseline
+    from adaptive.spatial.train import RewardBaseline
 
     baseline = RewardBaseline(0.9)
     assert baseline.update(1.0) == 1.0                       # the first reward is its own baseline

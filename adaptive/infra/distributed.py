@@ -1,27 +1,22 @@
-"""Data-parallel training of the CLEVR models: one process per device, launched by ``torchrun``.
+"""Data-parallel training: one process per device, launched by ``torchrun``.
 
-``torchrun --nproc_per_node=N -m adaptive.clevr.train ...`` starts N processes and sets
-``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; ``setup`` joins them in a process group (NCCL on
-CUDA, Gloo on the CPU). A plain ``python -m adaptive.clevr.train`` (no ``WORLD_SIZE``, or 1) is
-a world of one and uses no process group at all, so both paths run the same code.
+``torchrun --nproc_per_node=N -m adaptive.clevr.train ...`` (or ``adaptive.spatial.train``)
+starts N processes and sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; ``setup`` joins them
+in a process group (NCCL on CUDA, Gloo on the CPU). A plain ``python -m ...`` (no
+``WORLD_SIZE``, or 1) is a world of one and uses no process group at all, so both paths run
+the same code.
 
-Each rank reads a disjoint shard of every epoch's permutation (``ShardedEpochShuffle``): the
-permutation is the data layer's ``EpochShuffle.permutation(epoch)``, a function of (seed,
-epoch) only, so every rank draws the same one without talking to the others and keeps every
-``world``-th entry from its rank on. Evaluation is sharded the same way (no padding) and the
-sums of the metrics are all-reduced, so every rank ends with the same numbers.
+Each rank reads a disjoint shard of the data (``shard``; the CLEVR loader's
+``ShardedEpochShuffle``) and the sums of the metrics are all-reduced (``all_reduce_sum``), so
+every rank ends with the same numbers.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
-
-from .dataset import EpochShuffle
 
 
 @dataclass(frozen=True)
@@ -111,52 +106,6 @@ def check_in_sync(module: torch.nn.Module, context: Context) -> None:
                            f"gradients were not synchronised")
 
 
-def derive_seed(*numbers: int) -> int:
-    """A 63-bit seed that depends on every number given (e.g. seed, epoch, rank)."""
-    state = np.random.SeedSequence([int(n) for n in numbers]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
 def shard(n: int, rank: int, world: int) -> list[int]:
     """Rows rank, rank + world, ... of 0..n-1: the disjoint share of one rank (no padding)."""
     return list(range(rank, n, world))
-
-
-class ShardedEpochShuffle(Sampler[int]):
-    """This rank's share of ``EpochShuffle``'s permutation of each epoch.
-
-    Each epoch, every rank draws the same permutation of 0..n-1 from (seed, epoch), pads it
-    with its own first entries to a multiple of ``world`` (so every rank gets as many
-    examples, hence as many batches: data-parallel training needs every rank at every
-    gradient synchronisation), and keeps entries rank, rank + world, .... With ``world`` = 1
-    it yields exactly ``EpochShuffle``'s order. ``set_epoch(e)`` selects epoch e.
-    """
-
-    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
-        if isinstance(world, bool) or not isinstance(world, int) or world < 1:
-            raise ValueError(f"world must be an integer >= 1, got {world!r}")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world:
-            raise ValueError(f"rank must be an integer in 0..{world - 1}, got {rank!r}")
-        self.order = EpochShuffle(n, seed)
-        self.rank, self.world = rank, world
-        self.per_rank = -(-n // world)                       # ceil(n / world)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def indices(self, epoch: int) -> list[int]:
-        """This rank's examples in epoch ``epoch``, in order."""
-        order = self.order.permutation(epoch)                # (n,)
-        total = self.per_rank * self.world
-        if total > len(order):
-            order = order.repeat(-(-total // len(order)))[:total]
-        return order[self.rank::self.world].tolist()
-
-    def __iter__(self):
-        indices = self.indices(self.epoch)
-        self.epoch += 1
-        return iter(indices)
-
-    def __len__(self) -> int:
-        return self.per_rank

@@ -35,6 +35,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ..infra import seeding
+
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 OFFICIAL_SIZE = 170_498_071                 # bytes of the archive (163 MiB)
@@ -337,12 +339,6 @@ def normalize_only(images: torch.Tensor, generator: torch.Generator | None = Non
 # ----------------------------------------------------------------------------- batching
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A generator whose stream depends only on (seed, epoch)."""
-    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
-
-
 class Batches:
     """Mini-batches of aligned tensors, in a fresh seeded order every epoch.
 
@@ -391,7 +387,7 @@ class Batches:
 
     def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, ...]]:
         """The batches of epoch ``index``, each a tuple with one slice per tensor."""
-        generator = _epoch_generator(self.seed, index)
+        generator = seeding.generator(self.seed, index)
         n = self.tensors[0].shape[0]
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         for b in range(len(self)):

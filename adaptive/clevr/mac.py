@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _checks
+from .. import _checks
 
 DROPOUT = {"stem": 0.18, "question": 0.08, "memory": 0.15, "read": 0.15, "output": 0.15}
 

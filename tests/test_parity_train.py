@@ -4,7 +4,9 @@ import json
 import pytest
 import torch
 
-from adaptive import benchmark, checkpoint, results, training
+from adaptive import benchmark, numerics
+from adaptive.infra import checkpoint, results
+from adaptive.parity import train as training
 
 TINY = dict(size=4, hidden=8, max_steps=3, iterations=6, batch_size=16, eval_size=32, eval_every=3)
 
@@ -108,5 +110,5 @@ def test_training_flushes_subnormals_only_while_it_runs():
     assert tiny != 0
     training.train(training.RunConfig("dact", tau=0.01, **TINY), progress=False)
     assert torch.tensor(1e-40) * 1.0 != 0, "training left subnormals flushed for the whole process"
-    with training.flush_denormals():
+    with numerics.flush_denormals():
         assert torch.tensor(1e-40) * 1.0 == 0

@@ -34,6 +34,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..infra import seeding
+
 CLASSES = ("square", "ring", "cross", "triangle", "disk", "bar")
 NUM_CLASSES = len(CLASSES)
 SIZE = 32                         # images are SIZE x SIZE
@@ -81,12 +83,6 @@ def generate(n: int, seed: int = 0, *, start: int = 0, draw_objects: bool = True
 
 
 # ----------------------------------------------------------------------------- drawing
-
-
-def _block_generator(seed: int, block: int) -> torch.Generator:
-    """A generator whose stream depends only on (seed, block)."""
-    state = np.random.SeedSequence([seed, block]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
 
 
 def _uniform(shape, low: float, high: float, g: torch.Generator) -> torch.Tensor:
@@ -188,7 +184,7 @@ def _boxes(masks: torch.Tensor) -> torch.Tensor:
 
 def _block(seed: int, block: int, draw_objects: bool) -> SpatialObjects:
     """The BLOCK examples of one block; the random draws never depend on ``draw_objects``."""
-    g = _block_generator(seed, block)
+    g = seeding.generator(seed, block)
     b = BLOCK
     centres = torch.arange(SIZE, dtype=torch.float32) + 0.5
     ys, xs = torch.meshgrid(centres, centres, indexing="ij")            # (32, 32) pixel centres

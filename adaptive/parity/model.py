@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import _checks
+from .. import _checks
 
 
 class ParityRNN(nn.Module):

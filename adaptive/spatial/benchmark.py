@@ -15,8 +15,8 @@ only the overhead. With ``--halting-bias B`` every halting unit gets bias B and 
 something to skip; the FLOPs column says how much. Timings alternate between the methods
 within one run (machine noise hits all alike) and the median of the repeats is reported.
 
-    python -m adaptive.spatial_benchmark --depth 110 --batch 128 --device cuda --bf16
-    python -m adaptive.spatial_benchmark --quick          # a small CPU version
+    python -m adaptive.spatial.benchmark --depth 110 --batch 128 --device cuda --bf16
+    python -m adaptive.spatial.benchmark --quick          # a small CPU version
 """
 from __future__ import annotations
 
@@ -27,10 +27,11 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from . import _checks, spatial
-from .benchmark import timed
+from .. import _checks
+from ..infra.benchmarking import median_seconds, timed
+from ..numerics import flush_denormals
+from . import halting as spatial
 from .resnet import cifar_resnet
-from .training import flush_denormals
 
 METHODS = ("plain", "act", "sact", "psact")
 RECIPE_STEPS = 100_000
@@ -48,13 +49,6 @@ def build(method: str, depth: int, halting_bias: float | None, seed: int = 0) ->
                 if unit.conv is not None:
                     unit.conv.weight.data = torch.randn(unit.conv.weight.shape, generator=generator) * 0.05
     return model
-
-
-def median_seconds(call, device: torch.device | str = "cpu", repeats: int = 3) -> float:
-    """The median of ``repeats`` timings of ``call()`` after one warm-up call."""
-    _checks.positive_int("repeats", repeats)
-    call()
-    return statistics.median(timed(call, device) for _ in range(repeats))
 
 
 @flush_denormals()
@@ -127,7 +121,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m adaptive.spatial_benchmark", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m adaptive.spatial.benchmark", description=__doc__.split("\n")[0])
     parser.add_argument("--depth", type=int, default=110)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptive import spatial_data as sd
+from adaptive.spatial import objects as sd
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ the active positions mask, as done in [SACT]"):
   whoever adds halting (``spatial_halting_flops``, ``pooled_halting_flops``).
 
 Every convolution is counted, the first one (the stem) included. For the CIFAR
-ResNets of ``adaptive.resnet`` each 3x3 convolution at stride 1 costs
+ResNets of ``adaptive.spatial.resnet`` each 3x3 convolution at stride 1 costs
 ``2 * 9 * H W C^2 = 4,718,592`` in all three blocks (H W C^2 is the same at 32x32x16,
 16x16x32 and 8x8x64); the two stride-2 ones cost half of that, the stem
 ``2 * 9 * 32 * 32 * 3 * 16 = 884,736`` and the classifier ``2 * 64 * 10 = 1,280``, so
@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _checks
+from .. import _checks
 
 
 def conv_flops(conv: nn.Conv2d, positions):
@@ -178,7 +178,7 @@ def _output_hw(conv: nn.Conv2d, hw: tuple[int, int]) -> tuple[int, int]:
                                                       conv.kernel_size, conv.stride))
 
 
-def _preserves_size(conv: nn.Conv2d) -> bool:
+def preserves_size(conv: nn.Conv2d) -> bool:
     """Stride 1 and "same" padding: output size = input size for any input."""
     return all(stride == 1 and 2 * pad == dil * (k - 1)
                for stride, pad, dil, k in zip(conv.stride, conv.padding, conv.dilation, conv.kernel_size))
@@ -228,7 +228,7 @@ def unit_flops(unit: nn.Module, active: torch.Tensor, input_hw: Sequence[int] | 
     plain FLOPs, an all-False mask 0.
 
     Args:
-        unit: a unit of ``adaptive.resnet`` (exposing ``residual_convs()`` and
+        unit: a unit of ``adaptive.spatial.resnet`` (exposing ``residual_convs()`` and
             ``shortcut_convs()``).
         active: (B, H, W) bool, the unit's output positions to compute.
         input_hw: (H_in, W_in) of the unit's input. Needed only when a convolution after
@@ -239,7 +239,7 @@ def unit_flops(unit: nn.Module, active: torch.Tensor, input_hw: Sequence[int] | 
     """
     for method in ("residual_convs", "shortcut_convs"):
         if not callable(getattr(unit, method, None)):
-            raise ValueError(f"unit must be a residual unit of adaptive.resnet exposing {method}(), "
+            raise ValueError(f"unit must be a residual unit of adaptive.spatial.resnet exposing {method}(), "
                              f"got {type(unit).__name__}")
     _active_mask("active", active)
     convs = unit.residual_convs()
@@ -256,7 +256,7 @@ def unit_flops(unit: nn.Module, active: torch.Tensor, input_hw: Sequence[int] | 
             raise ValueError(f"active has spatial size {output_hw}, but the unit maps input_hw = "
                              f"{tuple(input_hw)} to {conv_inputs[-1]}")
     else:
-        if not all(_preserves_size(conv) for conv in convs[1:]):
+        if not all(preserves_size(conv) for conv in convs[1:]):
             raise ValueError("input_hw is required for this unit: a convolution after its first "
                              "changes the spatial size")
         conv_inputs = [None] + [output_hw] * len(convs)

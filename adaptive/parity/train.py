@@ -11,7 +11,6 @@ import hashlib
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -19,9 +18,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import _checks, checkpoint, loop, pact
-from .models import ParityRNN
-from .parity import Parity
+from .. import _checks, loop, pact
+from ..infra import checkpoint
+from ..numerics import flush_denormals
+from .model import ParityRNN
+from .task import Parity
 
 
 @dataclass(frozen=True)
@@ -72,25 +73,6 @@ class RunConfig:
         """A file name unique to this configuration."""
         digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.method}-tau{self.tau:g}-L{self.max_steps}-seed{self.seed}-{digest}"
-
-
-@contextmanager
-def flush_denormals():
-    """Treat subnormal floats as zero on the CPU inside this block (or decorated function).
-
-    DACT's p_n = prod h_i (and PACT's and PonderNet's stick remainders) shrink
-    geometrically and soon fall below float32's smallest normal number; CPU
-    arithmetic on such subnormal values is many times slower, and the backward
-    pass carries them into every matrix product. Flushing them to zero changes
-    nothing measurable in the results and keeps training at full speed. The
-    setting is process-wide, so it is restored to IEEE behaviour on exit: other
-    code (hypothesis, for one) relies on subnormals.
-    """
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 def evaluate(model: ParityRNN, halting: loop.Halting, x: torch.Tensor, target: torch.Tensor,

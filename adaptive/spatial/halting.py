@@ -1,6 +1,6 @@
 """Spatially adaptive residual networks: ACT per block, SACT and PSACT, through one block loop.
 
-A residual block is a sequence of L units ``u^l = u^{l-1} + f^l(u^{l-1})`` (``adaptive.resnet``).
+A residual block is a sequence of L units ``u^l = u^{l-1} + f^l(u^{l-1})`` (``adaptive.spatial.resnet``).
 Adaptive computation lets every spatial position of the block stop after its own number of
 units. The methods differ only in how a position decides, and each decision rule is the one
 of ``adaptive.act`` or ``adaptive.pact``, applied to one position (or patch) per row:
@@ -35,8 +35,8 @@ they are calls to ``adaptive.act`` and ``adaptive.pact``.
 
 Training runs every unit densely and multiplies the residual by the mask. Evaluation with
 ``sparse=True`` really skips: a unit is computed only at its active positions
-(``perforated_residual``), and ACT's per-image rule runs the remaining images only. FLOPs are
-counted in the SACT convention by ``adaptive.flops`` in both cases.
+(``adaptive.spatial.sparse``), and ACT's per-image rule runs the remaining images only. FLOPs are
+counted in the SACT convention by ``adaptive.spatial.flops`` in both cases.
 """
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _checks, act, flops, pact
+from .. import _checks, act, pact
+from . import flops
+from .sparse import apply_unit
 from .resnet import PreActResNet
 
 METHODS = ("plain", "act", "sact", "psact")
@@ -208,94 +210,6 @@ def _rows(grid_steps: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(grid_steps, dim=-1).flatten(0, 2)
 
 
-# ----------------------------------------------------------------------------- computing a unit
-
-def _fold_bn(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Evaluation-mode batch norm as ``x * scale + shift`` per channel."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
-
-
-def _conv_at(conv: nn.Conv2d, padded: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-    """A stride-1 "same" convolution at the positions ``where`` only.
-
-    Args:
-        padded: (B, H + k - 1, W + k - 1, C_in) channels-last input, zero-padded.
-        where: (P, 3) int64 rows of (image, row, column) output positions.
-    Returns:
-        (P, C_out): ``P * C_out * k * k * C_in`` multiply-adds, nothing elsewhere.
-    """
-    k_h, k_w = conv.kernel_size
-    batch, padded_h, padded_w, channels = padded.shape
-    # the window of output (i, j) starts at padded (i, j); one gather of its k*k pixels
-    start = (where[:, 0] * padded_h + where[:, 1]) * padded_w + where[:, 2]             # (P,)
-    offsets = (torch.arange(k_h, device=where.device)[:, None] * padded_w
-               + torch.arange(k_w, device=where.device)[None, :]).flatten()             # (k k,)
-    pixels = padded.reshape(-1, channels).index_select(0, (start[:, None] + offsets).flatten())
-    weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)           # (C_out, k k C_in)
-    return pixels.view(len(where), -1) @ weight.t()                                    # (P, C_out)
-
-
-def perforated_residual(unit: nn.Module, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``u + f(u) * mask``, computing f only where it is needed (evaluation mode).
-
-    The SACT slides' "perforated convolutional layer", made exact: the last convolution of
-    f runs at the active positions; each earlier one at the positions its successor reads
-    (``flops.read_positions``, the 3x3 dilation of the mask), so the result equals the dense
-    ``u + f(u) * mask`` and costs ``flops.unit_flops(unit, mask > 0)``. Batch norms use their
-    running statistics. Units whose convolutions are stride 1 with "same" padding (every
-    unit after the first of a block) are supported.
-
-    Args:
-        unit: a residual unit of ``adaptive.resnet`` (``residual_layers()``).
-        u: (B, C, H, W) the unit's input.
-        mask: (B, H, W) floating, >= 0; the active positions are where it is > 0 (0/1 for
-            ACT and SACT, PSACT's relaxed ``r [r > delta]``).
-    Returns:
-        (B, C, H, W).
-    """
-    layers = unit.residual_layers()
-    if any(not flops._preserves_size(conv) or conv.groups != 1 or conv.dilation != (1, 1)
-           for _, conv in layers):
-        raise ValueError("perforated_residual needs stride-1, 'same'-padded, ungrouped convolutions "
-                         "(units 2..L of a block); run the first unit of a block densely")
-    size = tuple(u.shape[2:])
-    active = mask > 0
-    if not bool(active.any()):
-        return u
-    needed = [active]                                                  # outputs needed, last conv first
-    for _, conv in reversed(layers[1:]):
-        needed.insert(0, flops.read_positions(conv, needed[0], size))
-    values = u.permute(0, 2, 3, 1)                                     # (B, H, W, C) view
-    for (bn, conv), where_mask in zip(layers, needed):
-        scale, shift = _fold_bn(bn)
-        inputs = F.relu(values * scale + shift)                        # pre-activation
-        pad_h, pad_w = conv.padding
-        padded = F.pad(inputs, (0, 0, pad_w, pad_w, pad_h, pad_h))     # (B, H+2p, W+2p, C)
-        where = where_mask.nonzero()                                   # (P, 3)
-        computed = _conv_at(conv, padded, where)                       # (P, C_out)
-        values = u.new_zeros(*u.shape[:1], *size, conv.out_channels)   # unread positions stay 0
-        values[where[:, 0], where[:, 1], where[:, 2]] = computed
-    out = u.permute(0, 2, 3, 1).clone()                                # (B, H, W, C)
-    out[where[:, 0], where[:, 1], where[:, 2]] += computed * mask[where[:, 0], where[:, 1], where[:, 2], None]
-    return out.permute(0, 3, 1, 2)
-
-
-def _apply_unit(unit: nn.Module, u: torch.Tensor, mask: torch.Tensor, sparse: bool) -> torch.Tensor:
-    """Eq. 27, ``u + f(u) * mask`` with mask (B, H, W); sparse: compute only where mask > 0."""
-    if not sparse:
-        return u + unit.residual(u) * mask[:, None]
-    active = mask > 0
-    images = active.flatten(1).any(dim=1)                              # (B,)
-    if bool(active.all()):
-        return u + unit.residual(u) * mask[:, None]
-    if bool(active[images].all()):                                     # whole images: run just those
-        out = u.clone()
-        out[images] = u[images] + unit.residual(u[images]) * mask[images][:, None]
-        return out
-    return perforated_residual(unit, u, mask)
-
-
 # ----------------------------------------------------------------------------- the block loop
 
 def run_block(units, halting_units, u: torch.Tensor, halting: SpatialHalting, *, mode: str,
@@ -353,7 +267,7 @@ def run_block(units, halting_units, u: torch.Tensor, halting: SpatialHalting, *,
         units_done = units_done + active_grid
         active = _expand(active_grid, patch)
         cost += flops.unit_flops(units[l], active)
-        u = _apply_unit(units[l], u, _expand(mask_grid, patch), sparse)
+        u = apply_unit(units[l], u, _expand(mask_grid, patch), sparse)
         outputs.append(u)
 
     computed = len(outputs)
@@ -391,7 +305,7 @@ class AdaptiveResNet(nn.Module):
     """A ``PreActResNet`` whose blocks halt per image (ACT) or per position (SACT, PSACT).
 
     Args:
-        resnet: the base network (``adaptive.resnet.cifar_resnet`` / ``imagenet_resnet``).
+        resnet: the base network (``adaptive.spatial.resnet.cifar_resnet`` / ``imagenet_resnet``).
         halting: the mechanism; ``"plain"`` adds nothing.
         input_size: (channels, height, width) of the images, for the FLOP counts.
     """
@@ -399,7 +313,7 @@ class AdaptiveResNet(nn.Module):
     def __init__(self, resnet: PreActResNet, halting: SpatialHalting, input_size=(3, 32, 32)):
         super().__init__()
         if not isinstance(resnet, PreActResNet):
-            raise ValueError(f"resnet must be an adaptive.resnet.PreActResNet, got {type(resnet).__name__}")
+            raise ValueError(f"resnet must be an adaptive.spatial.resnet.PreActResNet, got {type(resnet).__name__}")
         if not isinstance(halting, SpatialHalting):
             raise ValueError(f"halting must be an adaptive.spatial.SpatialHalting, got {type(halting).__name__}")
         self.resnet, self.halting = resnet, halting
