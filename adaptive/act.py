@@ -9,12 +9,16 @@ Algorithm 1), which restate Graves' equations for a block of L steps:
 * halting distribution ``p_n = h_n`` for n < N, ``R`` at n = N, 0 after;
 * ponder cost ``rho = N + R``, whose gradient is -1 for every h_n before N
   and 0 from N on (N itself is piecewise constant, its gradient is ignored).
+
+``ActRule`` is how ``adaptive.loop`` runs ACT.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from . import _checks
+from .rule import HaltingRule, Training, mix
 
 
 def reached_threshold(h: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
@@ -69,3 +73,36 @@ def halting_distribution(h: torch.Tensor, eps: float = 0.01):
     weights = weights + at_N * remainder.unsqueeze(1)                     # (B, L)
     rho = N.to(h.dtype) + remainder                                       # (B,)
     return weights, rho, N
+
+
+class ActRule(HaltingRule):
+    """ACT in ``adaptive.loop``: h = sigmoid(halt logit) is the halting score h_n.
+
+    Training mixes the step answers with the halting distribution (eqs. 5-8) and stops
+    unrolling once every sample has halted; the penalty is rho = N + R. Evaluation halts a
+    sample once its scores reach 1 - eps, with the same mixture of its prefix.
+    """
+
+    name = "act"
+    initial_halt_bias = 1.0              # Graves (2016), sec. 3: "initialised to 1"
+    uses_every_step = False              # training stops once the whole batch has halted
+
+    def unrolled_enough(self, h, halting):
+        return bool(reached_threshold(torch.stack(h, dim=1), halting.eps)[:, -1].all())
+
+    def train(self, logits, h, halting, generator):
+        weights, rho, N = halting_distribution(h, halting.eps)               # (B, L'), (B,), (B,)
+        return Training(F.log_softmax(mix(weights, logits), dim=-1), ponder=rho, penalty=rho, steps=N)
+
+    def keeps_history(self, halting):
+        return True
+
+    def halt(self, step, halting):
+        _, h = step.past()                                                   # (b, n)
+        halted = reached_threshold(h, halting.eps)[:, -1]                    # (b,)
+
+        def answer(mask):
+            logits, h = step.past(mask)                                      # (k, n, C), (k, n)
+            weights, _, _ = halting_distribution(h, halting.eps)
+            return F.softmax(mix(weights, logits), dim=-1)
+        return halted, answer

@@ -17,7 +17,7 @@ what Python costs:
 Timings alternate between the variants within one run, so machine noise hits
 all of them alike; the reported time is the median over repeats. Run::
 
-    python -m adaptive.benchmark            # full size (width 2048, batch 512, L 8)
+    python -m adaptive.benchmark            # full size (width 2048, batch 512, L = 8)
     python -m adaptive.benchmark --quick    # a small, fast version
 """
 from __future__ import annotations
@@ -35,9 +35,6 @@ from torch import nn
 from . import loop
 from .infra.benchmarking import SHARPNESS, halt_from_depth, synchronize, timed, write_report
 from .numerics import flush_denormals
-
-MECHANISMS = ("fixed", "act", "dact", "pact", "pondernet")
-
 
 class WideStep(nn.Module):
     """A residual MLP step: s <- s + tanh(W s + U x); answer and halting heads.
@@ -77,7 +74,7 @@ def _seconds(fn, repeats: int) -> list[float]:
 
 
 @flush_denormals()                  # as training does; see its docstring
-def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 5,
+def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: int = 5,
             device: str = "cpu", seed: int = 0) -> dict:
     """Run both measurements; returns a dict with the parameters and two tables."""
     torch.manual_seed(seed)
@@ -86,11 +83,11 @@ def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 
     generator = torch.Generator(device=device).manual_seed(seed)
     x = torch.randn(batch, width, device=device)
     target = torch.randint(0, 10, (batch,), device=device)
-    depth = torch.randint(1, steps + 1, (batch,), device=device, generator=generator)
+    depth = torch.randint(1, max_steps + 1, (batch,), device=device, generator=generator)
 
     def plain_train():
         state = model.initial_state(x, depth)
-        for _ in range(steps):
+        for _ in range(max_steps):
             logits, _, state = model.step(state)
         loss = F.cross_entropy(logits, target)
         optimizer.zero_grad()
@@ -99,7 +96,7 @@ def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 
         synchronize(device)
 
     def mechanism_train(method):
-        halting = loop.Halting(method, steps, tau=0.01)
+        halting = loop.Halting(method, max_steps, tau=0.01)
 
         def fn():
             out = loop.run(model.step, model.initial_state(x, depth), halting, target=target,
@@ -111,7 +108,7 @@ def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 
         return fn
 
     def evaluation(method):
-        halting = loop.Halting(method, steps, tau=0.01, eval_mode="thresholded")
+        halting = loop.Halting(method, max_steps, tau=0.01, eval_mode="thresholded")
         result = {}
 
         def fn():
@@ -120,26 +117,26 @@ def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 
             synchronize(device)
         return fn, result
 
-    train_fns = {"plain": plain_train, **{m: mechanism_train(m) for m in MECHANISMS}}
-    eval_fns = {m: evaluation(m) for m in MECHANISMS}
+    train_fns = {"plain": plain_train, **{m: mechanism_train(m) for m in loop.METHODS}}
+    eval_fns = {m: evaluation(m) for m in loop.METHODS}
     for fn in train_fns.values():            # warm up
         fn()
     for fn, _ in eval_fns.values():
         fn()
     # The bare step on the batch sizes an early-exit run had (b_n samples still running at
-    # step n): what the steps alone cost, without the loop. On a CPU a step on b rows costs
+    # step n): what the max_steps alone cost, without the loop. On a CPU a step on b rows costs
     # more than b / B of a step on B rows, so this is the best any early exit can realise.
     def bare_steps(steps_taken):
         def fn():
             with torch.no_grad():
-                for n in range(1, steps + 1):
+                for n in range(1, max_steps + 1):
                     running = int((steps_taken >= n).sum())
                     if running:
                         model.step(model.initial_state(x[:running], depth[:running]))
             synchronize(device)
         return fn
 
-    bare_fns = {name: bare_steps(result["out"].steps) for name, (_, result) in eval_fns.items()}
+    bare_fns = {name: bare_steps(result["out"].max_steps) for name, (_, result) in eval_fns.items()}
 
     for fn in bare_fns.values():
         fn()
@@ -154,30 +151,30 @@ def measure(width: int = 2048, batch: int = 512, steps: int = 8, repeats: int = 
             bare_times[name] += _seconds(bare_fns[name], 1)
 
     plain = statistics.median(train_times["plain"])
-    training_rows = [{"mechanism": name, "ms_per_step": 1000 * statistics.median(times),
+    training_rows = [{"mechanism": name, "ms_per_update": 1000 * statistics.median(times),
                       "ratio_to_plain": statistics.median(times) / plain}
                      for name, times in train_times.items()]
     full = statistics.median(eval_times["fixed"])
     eval_rows = []
     for name, (_, result) in eval_fns.items():
         seconds = statistics.median(eval_times[name])
-        mean_steps = result["out"].steps.float().mean().item()
-        ideal = steps / mean_steps
+        mean_steps = result["out"].max_steps.float().mean().item()
+        ideal = max_steps / mean_steps
         realised = full / seconds
         achievable = full / statistics.median(bare_times[name])
         eval_rows.append({"mechanism": name, "ms_per_batch": 1000 * seconds, "mean_steps": mean_steps,
                           "ideal_speedup": ideal, "achievable_speedup": achievable,
                           "realised_speedup": realised, "fraction_of_ideal": realised / ideal,
                           "fraction_of_achievable": realised / achievable})
-    return {"parameters": {"width": width, "batch": batch, "steps": steps, "repeats": repeats,
+    return {"parameters": {"width": width, "batch": batch, "max_steps": max_steps, "repeats": repeats,
                            "device": device, "seed": seed, "threads": torch.get_num_threads()},
             "training": training_rows, "evaluation": eval_rows}
 
 
 def markdown(result: dict) -> str:
     """The two tables as Markdown."""
-    lines = ["| mechanism | ms per training step | ratio to plain loop |", "|---|---:|---:|"]
-    lines += [f"| {r['mechanism']} | {r['ms_per_step']:.1f} | {r['ratio_to_plain']:.3f} |"
+    lines = ["| mechanism | ms per training update | ratio to plain loop |", "|---|---:|---:|"]
+    lines += [f"| {r['mechanism']} | {r['ms_per_update']:.1f} | {r['ratio_to_plain']:.3f} |"
               for r in result["training"]]
     lines += ["", "| mechanism | ms per batch | mean steps | ideal speed-up (L / mean steps) | "
               "achievable (bare steps) | realised | fraction of ideal | fraction of achievable |",
@@ -193,17 +190,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--max-steps", type=int, default=8, help="L, the steps of every run")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="width 256, batch 128, 3 repeats")
-    parser.add_argument("--out", default="build/benchmark.json", help="where to write the JSON")
+    parser.add_argument("--json", default="build/benchmark.json", help="where to write the JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.width, args.batch, args.repeats = 256, 128, 3
-    result = measure(args.width, args.batch, args.steps, args.repeats, args.device, args.seed)
-    write_report(result, args.out, markdown(result))
+    result = measure(args.width, args.batch, args.max_steps, args.repeats, args.device, args.seed)
+    write_report(result, args.json, markdown(result))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,16 @@ keeps a running answer ``a_n`` that later steps may change less and less:
 
 Everything is differentiable; training always runs all L steps, and only
 evaluation halts, by eq. 9, with the same top-1 answer as running all L steps.
+``DactRule`` is how ``adaptive.loop`` runs DACT.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from . import _checks
+from .numerics import safe_log
+from .rule import HaltingRule, Training
 
 
 def halting_probabilities(h: torch.Tensor, p_start: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,3 +139,36 @@ def can_halt(a_n: torch.Tensor, p_n: torch.Tensor, remaining) -> torch.Tensor:
     top2 = a_n.topk(2, dim=1).values                                        # (B, 2)
     top, runner_up = top2[:, 0], top2[:, 1]
     return top * (1 - p_n) ** d >= runner_up + p_n * d
+
+
+class DactRule(HaltingRule):
+    """DACT in ``adaptive.loop``: h = 1 - sigmoid(halt logit), the probability of continuing.
+
+    Eq. 1 multiplies these (the authors' code uses the same sign). Training runs all L steps
+    and answers a_L (eq. 2) with the penalty rho (eq. 3). Evaluation carries each sample's
+    running answer a_n and p_n from step to step and halts it once eq. 9 proves that the
+    remaining steps cannot change its top class.
+    """
+
+    name = "dact"
+
+    def halting_values(self, halt_logit):
+        return torch.sigmoid(-halt_logit)
+
+    def train(self, logits, h, halting, generator):
+        answer = accumulate(F.softmax(logits, dim=-1), h)[:, -1]             # (B, C), a_L
+        rho = ponder_cost(h)                                                 # (B,)
+        return Training(safe_log(answer), ponder=rho, penalty=rho)
+
+    def evaluation_memory(self, batch, classes, like):
+        return {"answer": like.new_zeros(batch, classes),                   # (B, C), a_0 = 0
+                "p": like.new_ones(batch)}                                  # (B,), p_0 = 1
+
+    def halt(self, step, halting):
+        answer, p = step.memory["answer"], step.memory["p"]
+        start = (answer[step.rows], p[step.rows])
+        a_n = accumulate(F.softmax(step.logits, dim=-1).unsqueeze(1), step.h.unsqueeze(1), start)[:, -1]
+        p_n = halting_probabilities(step.h.unsqueeze(1), p[step.rows])[:, -1]  # (b,)
+        answer[step.rows], p[step.rows] = a_n, p_n
+        halted = can_halt(a_n, p_n, halting.max_steps - step.n)
+        return halted, lambda mask: a_n[mask]

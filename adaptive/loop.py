@@ -10,9 +10,12 @@ A *step function* advances every sample by one step of computation::
 The state must hold every per-sample tensor the step needs (its input
 included), so that the loop can drop halted samples by indexing the state.
 
-Each mechanism reads the halting logit in its paper's convention:
-ACT, PACT and PonderNet use ``h = sigmoid(halt_logit)`` as the probability of
-halting; DACT uses ``h = 1 - sigmoid(halt_logit)``, the probability of
+The loop names no mechanism. ``Halting.method`` picks a rule from ``RULES`` (``fixed``,
+defined here, then the mechanisms of ``adaptive.registry``), and the rule says how h comes
+from the halting logit, how training mixes the step answers and what it penalises, and when
+evaluation halts a sample (``adaptive.rule``). Each mechanism reads the halting logit in its
+paper's convention: ACT, PACT and PonderNet use ``h = sigmoid(halt_logit)`` as the
+probability of halting; DACT uses ``h = 1 - sigmoid(halt_logit)``, the probability of
 *continuing* (eq. 1 multiplies these; the authors' code uses the same sign).
 
 ``run(step, state, halting, target=..., training=True)`` computes what each paper
@@ -24,7 +27,7 @@ only the samples still running, so a halted sample costs nothing more.
 
 Positions of a feature map cannot leave a batch this way (a convolution reads halted
 neighbours), so the spatial methods (ACT per ResNet block, SACT, PSACT) run in
-``adaptive.spatial.run_block``, which applies the same ``act`` and ``pact`` rules per position.
+``adaptive.spatial.halting.run_block``, which applies the same ``act`` and ``pact`` rules per position.
 """
 from __future__ import annotations
 
@@ -34,12 +37,32 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from . import _checks, act, dact, pact, pondernet
-from .numerics import safe_log
+from . import _checks, registry
+from .rule import EvalStep, HaltingRule, Training
 
-METHODS = ("fixed", "act", "dact", "pact", "pondernet")
 State = Any
 Step = Callable[[State], tuple[torch.Tensor, torch.Tensor, State]]
+
+
+class FixedRule(HaltingRule):
+    """The non-adaptive baseline: every sample runs all L steps and answers with the last."""
+
+    name = "fixed"
+    penalty_name = None
+    uses_every_step = False              # the halting logit is never read
+
+    def train(self, logits, h, halting, generator):
+        batch, computed = h.shape
+        L = torch.full((batch,), computed, dtype=h.dtype, device=h.device)
+        return Training(F.log_softmax(logits[:, -1], dim=-1), ponder=L, penalty=torch.zeros_like(L))
+
+    def halt(self, step, halting):
+        return torch.zeros_like(step.h, dtype=torch.bool), lambda mask: F.softmax(step.logits[mask], dim=-1)
+
+
+RULES: dict[str, HaltingRule] = {FixedRule.name: FixedRule(), **registry.MECHANISMS}
+METHODS = tuple(RULES)
+EVAL_MODES = tuple(dict.fromkeys(mode for rule in RULES.values() for mode in rule.eval_modes))
 
 
 @dataclass(frozen=True)
@@ -50,7 +73,8 @@ class Halting:
         method: one of ``METHODS``; ``"fixed"`` always runs ``max_steps`` steps.
         max_steps: L, the most steps any sample may take.
         tau: penalty weight: on ACT's rho (N + R), DACT's rho (eq. 3), PACT's
-            expected steps (eq. 23); for PonderNet the KL weight beta.
+            expected steps (eq. 23); for PonderNet the KL weight beta
+            (``rule.penalty_name`` says which).
         eps: ACT's threshold slack, in (0, 1).
         temperature: PACT's Concrete temperature for relaxed training, > 0.
         eval_mode: how PACT and PonderNet halt at evaluation: ``"thresholded"``
@@ -68,13 +92,18 @@ class Halting:
     prior: float = 0.2
 
     def __post_init__(self):
-        _checks.choice("method", self.method, METHODS)
+        _checks.choice("method", self.method, tuple(RULES))
         _checks.positive_int("max_steps", self.max_steps)
         _checks.non_negative("tau", self.tau)
         _checks.open_unit("eps", self.eps)
         _checks.positive("temperature", self.temperature)
-        _checks.choice("eval_mode", self.eval_mode, pact.MODES)
+        _checks.choice("eval_mode", self.eval_mode, EVAL_MODES)
         _checks.open_unit("prior", self.prior)
+
+    @property
+    def rule(self) -> HaltingRule:
+        """The mechanism's rule (``RULES[method]``)."""
+        return RULES[self.method]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -108,9 +137,7 @@ class Output:
 
 def halting_values(halting: Halting, halt_logit: torch.Tensor) -> torch.Tensor:
     """Map the step's halting logit to the mechanism's h (see the module docstring)."""
-    if halting.method == "dact":
-        return torch.sigmoid(-halt_logit)
-    return torch.sigmoid(halt_logit)
+    return halting.rule.halting_values(halt_logit)
 
 
 def select(state: State, rows: torch.Tensor) -> State:
@@ -125,148 +152,56 @@ def select(state: State, rows: torch.Tensor) -> State:
 
 
 def _unroll(step: Step, state: State, halting: Halting):
-    """Run up to L steps on the whole batch; ACT stops once every sample has halted."""
+    """Run up to L steps on the whole batch, or fewer where the rule allows (ACT)."""
+    rule = halting.rule
     all_logits, all_h = [], []
     for n in range(1, halting.max_steps + 1):
         logits, halt_logit, state = step(state)
         all_logits.append(logits)
-        all_h.append(halting_values(halting, halt_logit))
-        if halting.method == "act" and n < halting.max_steps:
-            if act.reached_threshold(torch.stack(all_h, dim=1), halting.eps)[:, -1].all():
-                break
+        all_h.append(rule.halting_values(halt_logit))
+        if n < halting.max_steps and rule.unrolled_enough(all_h, halting):
+            break
     return torch.stack(all_logits, dim=1), torch.stack(all_h, dim=1)   # (B, L', C), (B, L')
-
-
-def _mix(weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """sum_n w_n logits_n: (B, L), (B, L, C) -> (B, C)."""
-    return (weights.unsqueeze(-1) * logits).sum(dim=1)
 
 
 def _train(step: Step, state: State, halting: Halting, target: torch.Tensor | None,
            generator: torch.Generator | None) -> Output:
+    """What the paper trains with: the rule mixes the unrolled steps and names the penalty."""
     logits, h = _unroll(step, state, halting)                               # (B, L', C), (B, L')
-    batch, computed = h.shape
-    full = torch.full((batch,), computed, dtype=torch.int64, device=h.device)
-    method = halting.method
-    if method == "fixed":
-        log_probs = F.log_softmax(logits[:, -1], dim=-1)
-        ponder, steps = full.to(h.dtype), full
-        penalty_per_sample = torch.zeros_like(ponder)
-    elif method == "act":
-        weights, ponder, steps = act.halting_distribution(h, halting.eps)
-        log_probs = F.log_softmax(_mix(weights, logits), dim=-1)
-        penalty_per_sample = ponder
-    elif method == "dact":
-        answers = dact.accumulate(F.softmax(logits, dim=-1), h)[:, -1]       # (B, C), a_L
-        log_probs = safe_log(answers)
-        ponder, steps = dact.ponder_cost(h), full
-        penalty_per_sample = ponder
-    elif method == "pact":
-        z = pact.halting_distribution(h, "relaxed", halting.temperature, generator)
-        log_probs = F.log_softmax(_mix(z, logits), dim=-1)                   # eq. 18
-        ponder, steps = pact.expected_steps(h), full
-        penalty_per_sample = ponder
-    else:  # pondernet
-        p = pondernet.halting_distribution(h)                               # (B, L)
-        mixture = (p.unsqueeze(-1) * F.softmax(logits, dim=-1)).sum(dim=1)
-        log_probs = safe_log(mixture)
-        ponder, steps = pact.expected_steps(h), full                          # same q(z) as PACT
-        penalty_per_sample = pondernet.kl_to_prior(p, halting.prior)
-    out = Output(probs=log_probs.exp(), steps=steps, ponder=ponder, logits=logits, halt=h)
+    mixed = halting.rule.train(logits, h, halting, generator)
+    steps = mixed.steps
+    if steps is None:                                                       # every step computed
+        steps = torch.full((h.shape[0],), h.shape[1], dtype=torch.int64, device=h.device)
+    out = Output(probs=mixed.log_probs.exp(), steps=steps, ponder=mixed.ponder, logits=logits, halt=h)
     if target is not None:
-        if method == "pondernet":
-            step_losses = F.cross_entropy(
-                logits.transpose(1, 2), target.unsqueeze(1).expand(-1, computed), reduction="none")
-            out.task_loss = pondernet.reconstruction_loss(step_losses, p).mean()
-        else:
-            out.task_loss = F.nll_loss(log_probs, target)
-        out.penalty = halting.tau * penalty_per_sample.mean()
+        out.task_loss = halting.rule.task_loss(logits, h, mixed, target)
+        out.penalty = halting.tau * mixed.penalty.mean()
         out.loss = out.task_loss + out.penalty
     return out
 
 
-class _Memory:
-    """What evaluation keeps of each sample's past steps; rows are sample indices.
-
-    ACT and relaxed PACT need the whole prefix of logits and h; DACT only its
-    running answer a_n and probability p_n (eq. 2 continues from them); the
-    others need nothing.
-    """
-
-    def __init__(self, halting: Halting, batch: int, classes: int, like: torch.Tensor):
-        L = halting.max_steps
-        self.prefix = halting.method == "act" or (
-            halting.method in ("pact", "pondernet") and halting.eval_mode == "relaxed")
-        if self.prefix:
-            self.logits = like.new_zeros(batch, L, classes)                  # (B, L, C)
-            self.h = like.new_zeros(batch, L)                                # (B, L)
-        if halting.method == "dact":
-            self.answer = like.new_zeros(batch, classes)                     # a_0 = 0
-            self.p = like.new_ones(batch)                                    # p_0 = 1
-
-
-def _halt_now(halting: Halting, memory: _Memory, rows: torch.Tensor, n: int, logits: torch.Tensor,
-              h: torch.Tensor, generator: torch.Generator | None):
-    """Which of the running samples ``rows`` halt after step n, and their answers.
-
-    Args:
-        logits: (b, C) this step's logits; h: (b,) this step's h.
-    Returns:
-        (b,) bool halted; a function giving the (k, C) class probabilities of
-        the rows selected by a (b,) mask (only halted rows are ever asked for).
-    """
-    method, last = halting.method, n == halting.max_steps
-    if memory.prefix:
-        memory.logits[rows, n - 1] = logits
-        memory.h[rows, n - 1] = h
-    if method == "act":
-        halted = act.reached_threshold(memory.h[rows, :n], halting.eps)[:, -1]
-
-        def answer(mask):
-            weights, _, _ = act.halting_distribution(memory.h[rows[mask], :n], halting.eps)
-            return F.softmax(_mix(weights, memory.logits[rows[mask], :n]), dim=-1)
-    elif method == "dact":
-        start = (memory.answer[rows], memory.p[rows])
-        a_n = dact.accumulate(F.softmax(logits, dim=-1).unsqueeze(1), h.unsqueeze(1), start)[:, -1]
-        p_n = dact.halting_probabilities(h.unsqueeze(1), memory.p[rows])[:, -1]
-        memory.answer[rows], memory.p[rows] = a_n, p_n
-        halted = dact.can_halt(a_n, p_n, halting.max_steps - n)
-
-        def answer(mask):
-            return a_n[mask]
-    elif memory.prefix:                      # relaxed PACT / PonderNet: every step, no early exit
-        halted = torch.zeros_like(h, dtype=torch.bool)
-
-        def answer(mask):
-            z = pact.halting_distribution(memory.h[rows[mask]], "relaxed", halting.temperature, generator)
-            return F.softmax(_mix(z, memory.logits[rows[mask]]), dim=-1)
-    else:                                    # fixed; PACT / PonderNet thresholded or discrete
-        if method == "fixed":
-            halted = torch.zeros_like(h, dtype=torch.bool)
-        else:
-            halted = pact.sample_halt(h, halting.eval_mode, generator=generator).bool()
-
-        def answer(mask):
-            return F.softmax(logits[mask], dim=-1)
-    if last:
-        halted = torch.ones_like(halted)
-    return halted, answer
-
-
 @torch.no_grad()
 def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Generator | None) -> Output:
-    L = halting.max_steps
-    rows = memory = probs = steps = None     # rows: (b,) indices of the samples still computing
+    """Per-sample early exit: each sample halts by its rule and leaves the batch."""
+    rule, L = halting.rule, halting.max_steps
+    rows = probs = steps = memory = history = None     # rows: (b,) indices of the samples still computing
     for n in range(1, L + 1):
         logits, halt_logit, state = step(state)
+        h = rule.halting_values(halt_logit)
         if rows is None:
             batch, classes = logits.shape
             rows = torch.arange(batch, device=logits.device)
-            memory = _Memory(halting, batch, classes, logits)
             probs = logits.new_zeros(batch, classes)
             steps = torch.full((batch,), L, dtype=torch.int64, device=logits.device)
-        halted, answer = _halt_now(halting, memory, rows, n, logits,
-                                   halting_values(halting, halt_logit), generator)
+            memory = rule.evaluation_memory(batch, classes, logits)
+            if rule.keeps_history(halting):
+                history = (logits.new_zeros(batch, L, classes), logits.new_zeros(batch, L))  # (B, L, C), (B, L)
+        if history is not None:
+            history[0][rows, n - 1] = logits
+            history[1][rows, n - 1] = h
+        halted, answer = rule.halt(EvalStep(n, logits, h, rows, memory, history, generator), halting)
+        if n == L:
+            halted = torch.ones_like(halted)
         if halted.any():
             probs[rows[halted]] = answer(halted)
             steps[rows[halted]] = n

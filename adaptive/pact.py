@@ -10,14 +10,18 @@ halting probability ``h^l`` (the last is 1) and a halting variable ``xi^l``:
 * eq. 14:              ``q(z = l) = h^l prod_{i<l} (1 - h^i)``;
 * eq. 19:              the truncated geometric prior on z with penalty tau;
 * eq. 23:              ``E log p(z) = -tau N + const``, ``N = sum_l l q(z = l)``.
+
+``PactRule`` is how ``adaptive.loop`` runs PACT.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 
 from . import _checks
+from .rule import HaltingRule, Training, mix
 
 MODES = ("relaxed", "discrete", "thresholded")
 
@@ -145,3 +149,35 @@ def truncated_geometric_log_prob(z, tau: float, L: int) -> torch.Tensor:
     # log(exp(tau) - 1) = tau + log(1 - exp(-tau)), which does not overflow for large tau
     log_norm = tau + math.log(-math.expm1(-tau)) - math.log(-math.expm1(-tau * L))
     return log_norm - tau * z.to(torch.float64)
+
+
+class PactRule(HaltingRule):
+    """PACT in ``adaptive.loop``: h = sigmoid(halt logit) is the halting probability h^l.
+
+    Training runs all L steps and mixes the step answers with a relaxed sample of z
+    (eqs. 16-18); the penalty is the expected number of steps (eq. 23). Evaluation halts at
+    the first xi^l = 1, thresholded (eq. 15) or sampled (eq. 12), and answers with that
+    step; ``"relaxed"`` evaluation instead runs every step and mixes as in training.
+    """
+
+    name = "pact"
+    eval_modes = MODES
+
+    def train(self, logits, h, halting, generator):
+        z = halting_distribution(h, "relaxed", halting.temperature, generator)  # (B, L)
+        N = expected_steps(h)                                                # (B,)
+        return Training(F.log_softmax(mix(z, logits), dim=-1), ponder=N, penalty=N)
+
+    def keeps_history(self, halting):
+        return halting.eval_mode == "relaxed"
+
+    def halt(self, step, halting):
+        if halting.eval_mode == "relaxed":                                  # no early exit
+
+            def answer(mask):
+                logits, h = step.past(mask, upto=halting.max_steps)          # asked at n = L only
+                z = halting_distribution(h, "relaxed", halting.temperature, step.generator)
+                return F.softmax(mix(z, logits), dim=-1)
+            return torch.zeros_like(step.h, dtype=torch.bool), answer
+        halted = sample_halt(step.h, halting.eval_mode, generator=step.generator).bool()
+        return halted, lambda mask: F.softmax(step.logits[mask], dim=-1)

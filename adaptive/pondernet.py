@@ -13,15 +13,18 @@ the reconstruction term being the expected per-step loss and the regulariser
 the KL from the halting distribution p **to** a geometric prior p_G with
 success probability lambda_p, truncated to L steps and renormalised. At
 evaluation a step halts with probability lambda_n (a Bernoulli draw).
+``PonderNetRule`` is how ``adaptive.loop`` runs PonderNet.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 
 from . import _checks, pact
 from .numerics import safe_log
+from .rule import Training
 
 
 def halting_distribution(lam: torch.Tensor) -> torch.Tensor:
@@ -87,3 +90,28 @@ def reconstruction_loss(step_losses: torch.Tensor, p: torch.Tensor) -> torch.Ten
     _checks.as_steps("step_losses", step_losses)
     _checks.same_leading_shape("step_losses", step_losses, "p", p, dims=2)
     return (p * step_losses).sum(dim=1)
+
+
+class PonderNetRule(pact.PactRule):
+    """PonderNet in ``adaptive.loop``: PACT's q(z) and evaluation, PonderNet's loss.
+
+    Training runs all L steps; the answer is the mixture ``sum_n p_n y_n`` of the step
+    answers (class probabilities), the task loss is the expected per-step loss (eq. 5) and
+    the penalty, weighed by beta (``Halting.tau``), is ``KL(p || p_G)`` (eq. 6). At
+    evaluation a step halts with probability lambda_n (``eval_mode="discrete"``), or where
+    lambda_n > 0.5 (``"thresholded"``), as PACT does.
+    """
+
+    name = "pondernet"
+    penalty_name = "beta"
+
+    def train(self, logits, h, halting, generator):
+        p = halting_distribution(h)                                          # (B, L)
+        mixture = (p.unsqueeze(-1) * F.softmax(logits, dim=-1)).sum(dim=1)   # (B, C)
+        return Training(safe_log(mixture), ponder=pact.expected_steps(h),   # the same q(z) as PACT
+                        penalty=kl_to_prior(p, halting.prior))
+
+    def task_loss(self, logits, h, mixed, target):
+        step_losses = F.cross_entropy(logits.transpose(1, 2),
+                                      target.unsqueeze(1).expand(-1, logits.shape[1]), reduction="none")
+        return reconstruction_loss(step_losses, halting_distribution(h)).mean()

@@ -215,6 +215,12 @@ def check_code_page(page: Page) -> None:
     assert "def can_halt(" in text, "book/code: the source of def can_halt is not on the page"
     functions_shown = code_page_functions()
     assert {"act", "dact", "pact", "pondernet", "loop"} <= set(functions_shown), functions_shown
+    from adaptive import loop
+
+    for rule in loop.RULES.values():                     # each rule is shown next to its equations
+        module_name = type(rule).__module__.removeprefix("adaptive.")
+        assert type(rule).__name__ in functions_shown.get(module_name, []), \
+            f"book/code does not show {type(rule).__name__}, the rule of {rule.name!r}"
     for module_name, functions in functions_shown.items():
         module = importlib.import_module(f"adaptive.{module_name}")
         for function in functions:

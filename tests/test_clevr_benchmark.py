@@ -8,7 +8,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def result():
-    return benchmark.measure(width=16, batch=24, steps=4, feature_shape=(8, 4, 4), embed_dim=8, vocab_size=20,
+    return benchmark.measure(width=16, batch=24, max_steps=4, feature_shape=(8, 4, 4), embed_dim=8, vocab_size=20,
                              num_answers=5, question_length=6, repeats=1)
 
 
@@ -60,7 +60,7 @@ def test_bad_sizes_name_the_parameter():
 
 def test_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "b.json"
-    benchmark.main(["--quick", "--steps", "2", "--repeats", "1", "--out", str(out)])
+    benchmark.main(["--quick", "--max-steps", "2", "--repeats", "1", "--json", str(out)])
     assert out.is_file() and "questions/s" in capsys.readouterr().out
 
 

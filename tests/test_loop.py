@@ -145,3 +145,67 @@ def test_run_refuses_something_that_is_not_a_halting():
     model, x, _ = model_and_batch(0)
     with pytest.raises(ValueError, match="halting"):
         loop.run(model.step, model.initial_state(x), "dact")
+
+
+# ----------------------------------------------------------------------------- the rules
+
+
+def test_loop_names_no_mechanism():
+    """loop.py dispatches through the registry: no mechanism's name appears in its code."""
+    import ast
+    import inspect
+
+    from adaptive import registry
+
+    tree = ast.parse(inspect.getsource(loop))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    words = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            words.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.add(node.attr)
+        elif isinstance(node, ast.alias):
+            words.add(node.name)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words.add(node.value)
+    assert registry.MECHANISMS and not words & set(registry.MECHANISMS)
+
+
+def test_methods_are_fixed_then_the_registry():
+    from adaptive import registry
+
+    assert loop.METHODS == ("fixed", *registry.MECHANISMS)
+    assert all(loop.RULES[name].name == name for name in loop.METHODS)
+    assert loop.Halting("pondernet", 4).rule.penalty_name == "beta"
+    assert loop.Halting("dact", 4).rule.penalty_name == "tau"
+
+
+def test_a_new_mechanism_is_one_rule_and_one_registry_entry(monkeypatch):
+    """A rule registered under a new name runs through the loop with nothing else changed."""
+    from adaptive.rule import HaltingRule, Training
+
+    class HalfWay(HaltingRule):
+        """Answers with step ceil(L / 2), in training and in evaluation."""
+
+        name = "halfway"
+
+        def train(self, logits, h, halting, generator):
+            middle = (halting.max_steps + 1) // 2
+            zero = torch.zeros(h.shape[0])
+            return Training(torch.log_softmax(logits[:, middle - 1], dim=-1), ponder=zero, penalty=zero)
+
+        def halt(self, step, halting):
+            halted = torch.full_like(step.h, step.n == (halting.max_steps + 1) // 2, dtype=torch.bool)
+            return halted, lambda mask: torch.softmax(step.logits[mask], dim=-1)
+
+    monkeypatch.setitem(loop.RULES, "halfway", HalfWay())
+    model, x, target = model_and_batch(0)
+    halting = loop.Halting("halfway", max_steps=5)
+    trained = loop.run(model.step, model.initial_state(x), halting, target=target)
+    trained.loss.backward()
+    early = loop.run(model.step, model.initial_state(x), halting, training=False)
+    assert early.steps.tolist() == [3] * len(x)
+    assert torch.allclose(early.probs, trained.probs.detach(), atol=1e-6)

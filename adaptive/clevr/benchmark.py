@@ -44,7 +44,7 @@ from .mac import MAC
 from .train import float_outputs
 
 CLEVR_TRAIN_QUESTIONS = 699_989
-METHODS = ("fixed", "act", "dact")
+PAPER_VARIANTS = ("fixed", "act", "dact")      # the DACT paper's comparison: MAC, MAC+ACT, MAC+DACT
 
 
 def synthetic_batch(batch: int, feature_shape: tuple[int, int, int], vocab_size: int, num_answers: int,
@@ -68,11 +68,16 @@ def halting_at_depth(mac: MAC):
 
 
 @flush_denormals()
-def measure(width: int = 512, batch: int = 64, steps: int = 12, feature_shape=(1024, 14, 14),
+def measure(width: int = 512, batch: int = 64, max_steps: int = 12, feature_shape=(1024, 14, 14),
             embed_dim: int = 300, vocab_size: int = 90, num_answers: int = 28, question_length: int = 40,
-            tau: float = 1e-3, repeats: int = 5, device: str = "cpu", bf16: bool = False, seed: int = 0) -> dict:
+            tau: float = 1e-3, repeats: int = 5, device: str = "cpu", bf16: bool = False, seed: int = 0,
+            methods: tuple[str, ...] = PAPER_VARIANTS) -> dict:
     """Both measurements; a dict with the parameters and the two tables."""
-    for name, value in (("width", width), ("batch", batch), ("steps", steps), ("embed_dim", embed_dim),
+    for method in methods:
+        _checks.choice("methods", method, loop.METHODS)
+    if "fixed" not in methods or "dact" not in methods:
+        raise ValueError(f"methods must include 'fixed' (the reference) and 'dact' (early exit), got {methods!r}")
+    for name, value in (("width", width), ("batch", batch), ("max_steps", max_steps), ("embed_dim", embed_dim),
                         ("vocab_size", vocab_size), ("num_answers", num_answers),
                         ("question_length", question_length), ("repeats", repeats)):
         _checks.positive_int(name, value)
@@ -84,12 +89,12 @@ def measure(width: int = 512, batch: int = 64, steps: int = 12, feature_shape=(1
     use_bf16 = bf16 and device.type == "cuda"
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    mac = MAC(vocab_size, num_answers, feature_shape[0], width=width, max_steps=steps,
+    mac = MAC(vocab_size, num_answers, feature_shape[0], width=width, max_steps=max_steps,
               embed_dim=embed_dim).to(device)
     optimizer = torch.optim.Adam(mac.parameters(), lr=1e-4)
     tokens, lengths, features, answers = synthetic_batch(batch, feature_shape, vocab_size, num_answers,
                                                             question_length, generator, device)
-    depth = torch.randint(1, steps + 1, (batch,), generator=generator).to(device)
+    depth = torch.randint(1, max_steps + 1, (batch,), generator=generator).to(device)
 
     step = float_outputs(halting_at_depth(mac), use_bf16)
 
@@ -98,7 +103,7 @@ def measure(width: int = 512, batch: int = 64, steps: int = 12, feature_shape=(1
             return {**mac.initial_state(tokens, lengths, features), "depth": depth}
 
     def training(method):
-        halting = loop.Halting(method, steps, tau=tau)
+        halting = loop.Halting(method, max_steps, tau=tau)
         ran = {}
 
         def fn():
@@ -111,7 +116,7 @@ def measure(width: int = 512, batch: int = 64, steps: int = 12, feature_shape=(1
         return fn, ran
 
     def evaluation(method):
-        halting = loop.Halting(method, steps, tau=tau)
+        halting = loop.Halting(method, max_steps, tau=tau)
         taken = {}
 
         @torch.no_grad()
@@ -123,7 +128,7 @@ def measure(width: int = 512, batch: int = 64, steps: int = 12, feature_shape=(1
     def input_unit():
         start()
 
-    train_fns = {method: training(method) for method in METHODS}
+    train_fns = {method: training(method) for method in methods}
     eval_fns = {method: evaluation(method) for method in ("fixed", "dact")}
     mac.train()
     for fn, _ in train_fns.values():                      # warm-up (and cuDNN's choices)
@@ -155,20 +160,20 @@ def measure(width: int = 512, batch: int = 64, steps: int = 12, feature_shape=(1
                               "epoch_hours": CLEVR_TRAIN_QUESTIONS / (batch / seconds) / 3600})
     full = statistics.median(eval_times["fixed"])
     input_seconds = min(statistics.median(input_times), full)
-    step_seconds = (full - input_seconds) / steps
+    step_seconds = (full - input_seconds) / max_steps
     eval_rows = []
     for name, (_, taken) in eval_fns.items():
         seconds = statistics.median(eval_times[name])
         mean_steps = taken["steps"].float().mean().item()
         with_input = full / (input_seconds + mean_steps * step_seconds) if full > 0 else 1.0
-        eval_rows.append({"variant": f"MAC {steps} steps" if name == "fixed" else "MAC+DACT, early exit",
+        eval_rows.append({"variant": f"MAC {max_steps} steps" if name == "fixed" else "MAC+DACT, early exit",
                           "method": name, "ms_per_batch": 1000 * seconds, "questions_per_s": batch / seconds,
                           "mean_steps": mean_steps, "input_unit_share": input_seconds / full,
-                          "ideal_speedup": steps / mean_steps, "ideal_with_input_unit": with_input,
+                          "ideal_speedup": max_steps / mean_steps, "ideal_with_input_unit": with_input,
                           "realised_speedup": full / seconds,
-                          "fraction_of_ideal": (full / seconds) / (steps / mean_steps),
+                          "fraction_of_ideal": (full / seconds) / (max_steps / mean_steps),
                           "fraction_of_ideal_with_input_unit": (full / seconds) / with_input})
-    return {"parameters": {"width": width, "batch": batch, "steps": steps, "feature_shape": list(feature_shape),
+    return {"parameters": {"width": width, "batch": batch, "max_steps": max_steps, "feature_shape": list(feature_shape),
                            "embed_dim": embed_dim, "vocab_size": vocab_size, "num_answers": num_answers,
                            "question_length": question_length, "tau": tau, "repeats": repeats,
                            "device": str(device), "bf16": use_bf16, "seed": seed,
@@ -191,7 +196,7 @@ def markdown(result: dict) -> str:
               f"{r['fraction_of_ideal_with_input_unit']:.2f} |" for r in result["evaluation"]]
     share = result["evaluation"][0]["input_unit_share"]
     lines += ["", f"The input unit (question encoder and stem) took {share:.0%} of the "
-                  f"{result['parameters']['steps']}-step evaluation."]
+                  f"{result['parameters']['max_steps']}-step evaluation."]
     return "\n".join(lines)
 
 
@@ -200,22 +205,24 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--max-steps", type=int, default=12, help="L, the MAC steps")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="width 64, features 64x8x8, embeddings 32, batch 32, 3 repeats")
-    parser.add_argument("--out", default="build/clevr_benchmark.json", help="where to write the JSON")
+    parser.add_argument("--methods", nargs="*", default=list(PAPER_VARIANTS), choices=loop.METHODS,
+                        help="the variants whose training is timed (fixed and dact are needed)")
+    parser.add_argument("--json", default="build/clevr_benchmark.json", help="where to write the JSON")
     args = parser.parse_args(argv)
     sizes = {"feature_shape": (1024, 14, 14), "embed_dim": 300}
     if args.quick:
         args.width, args.batch, args.repeats = 64, 32, 3
         sizes = {"feature_shape": (64, 8, 8), "embed_dim": 32}
-    result = measure(width=args.width, batch=args.batch, steps=args.steps, repeats=args.repeats,
-                     device=args.device, bf16=args.bf16, seed=args.seed, **sizes)
-    write_report(result, args.out, markdown(result))
+    result = measure(width=args.width, batch=args.batch, max_steps=args.max_steps, repeats=args.repeats,
+                     device=args.device, bf16=args.bf16, seed=args.seed, methods=tuple(args.methods), **sizes)
+    write_report(result, args.json, markdown(result))
 
 
 if __name__ == "__main__":
