@@ -124,7 +124,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
     for fn, _ in eval_fns.values():
         fn()
     # The bare step on the batch sizes an early-exit run had (b_n samples still running at
-    # step n): what the max_steps alone cost, without the loop. On a CPU a step on b rows costs
+    # step n): what the steps alone cost, without the loop. On a CPU a step on b rows costs
     # more than b / B of a step on B rows, so this is the best any early exit can realise.
     def bare_steps(steps_taken):
         def fn():
@@ -136,7 +136,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
             synchronize(device)
         return fn
 
-    bare_fns = {name: bare_steps(result["out"].max_steps) for name, (_, result) in eval_fns.items()}
+    bare_fns = {name: bare_steps(result["out"].steps) for name, (_, result) in eval_fns.items()}
 
     for fn in bare_fns.values():
         fn()
@@ -158,7 +158,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
     eval_rows = []
     for name, (_, result) in eval_fns.items():
         seconds = statistics.median(eval_times[name])
-        mean_steps = result["out"].max_steps.float().mean().item()
+        mean_steps = result["out"].steps.float().mean().item()
         ideal = max_steps / mean_steps
         realised = full / seconds
         achievable = full / statistics.median(bare_times[name])
