@@ -1,7 +1,8 @@
 # Build, test and execute the adaptive-computation book.
 #
 #   make book            install, execute the book's notebooks, build the HTML book
-#   make test            install, run pytest over tests/ (runs the notebooks in quick mode itself)
+#   make test            install, lint, run pytest over tests/ (runs the notebooks in quick mode itself)
+#   make lint            ruff check . (style, import order; configured in pyproject.toml)
 #   make execute         run every notebooks/*.ipynb through papermill (QUICK=1: quick mode)
 #   make html            build the HTML from notebooks already executed (QUICK=1: the quick ones)
 #   make benchmark       python -m adaptive.benchmark $(BENCH_ARGS), e.g. BENCH_ARGS=--quick
@@ -76,10 +77,10 @@ MATHJAX_DIR := book/_static/mathjax
 MATHJAX_STAMP := $(MATHJAX_DIR)/.mathjax-$(MATHJAX_VERSION)
 NPM_DIR := build/npm
 
-.PHONY: help venv install execute html book test benchmark mathjax clean clean-all FORCE
+.PHONY: help venv install execute html book test lint benchmark mathjax clean clean-all FORCE
 
 help:
-	@sed -n '1,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,15p' Makefile | sed 's/^# \{0,1\}//'
 
 # --- environment ------------------------------------------------------------------------------
 $(VENV)/bin/python:
@@ -147,8 +148,11 @@ book: $(INSTALL)
 	$(MAKE) --no-print-directory html
 
 # --- tests and benchmark ----------------------------------------------------------------------
-test: $(INSTALL) $(MATHJAX_STAMP)
+test: lint $(INSTALL) $(MATHJAX_STAMP)
 	$(PY) -m pytest tests
+
+lint: $(INSTALL)
+	$(BIN)ruff check .
 
 benchmark: $(INSTALL)
 	$(PY) -m adaptive.benchmark $(BENCH_ARGS)

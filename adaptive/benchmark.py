@@ -23,18 +23,17 @@ all of them alike; the reported time is the median over repeats. Run::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import loop
-from .infra.benchmarking import SHARPNESS, halt_from_depth, synchronize, timed, write_report
+from .infra.benchmarking import SHARPNESS, halt_from_depth, synchronize, write_report
 from .numerics import flush_denormals
+
 
 class WideStep(nn.Module):
     """A residual MLP step: s <- s + tanh(W s + U x); answer and halting heads.

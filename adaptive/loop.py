@@ -31,8 +31,9 @@ neighbours), so the spatial methods (ACT per ResNet block, SACT, PSACT) run in
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

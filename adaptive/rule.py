@@ -15,8 +15,9 @@ mechanism's rule, a small object at the end of ``act.py``, ``dact.py``, ``pact.p
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F

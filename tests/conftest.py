@@ -192,3 +192,21 @@ def pytest_terminal_summary(terminalreporter):
         mark = "" if seconds is None or seconds <= 90 else "  OVER BUDGET"
         shown = "n/a" if seconds is None else f"{seconds:.1f} s"
         terminalreporter.write_line(f"{name:28s} {shown:>9s}  exit {run.get('returncode')}{mark}")
+
+
+# Tests that need these fixtures execute the chapters (or read what they wrote, or the book
+# built from them): they are marked ``notebook``; those that open the book in Chromium are
+# marked ``browser``. Both imply ``slow``, so ``pytest -m "not slow"`` is the quick inner loop.
+NOTEBOOK_FIXTURES = {"quick_runs", "quick_book", "static_pages"}
+BROWSER_FIXTURES = {"rendered"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if fixtures & (NOTEBOOK_FIXTURES | BROWSER_FIXTURES):
+            item.add_marker(pytest.mark.notebook)
+        if item.get_closest_marker("notebook") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)

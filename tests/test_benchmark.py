@@ -6,6 +6,7 @@ import pytest
 from adaptive import benchmark, loop
 
 
+@pytest.mark.slow
 def test_benchmark_measures_every_mechanism(tmp_path):
     out = tmp_path / "bench.json"
     benchmark.main(["--width", "32", "--batch", "16", "--max-steps", "4", "--repeats", "1", "--json", str(out)])

@@ -40,6 +40,7 @@ def resnet101():
 
 # --------------------------------------------------------------------------- plain networks
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", sorted(TARGETS))
 def test_plain_flops_match_targets(depth):
     target, digits = TARGETS[depth]
@@ -48,6 +49,7 @@ def test_plain_flops_match_targets(depth):
     assert rounded(value, digits) == target
 
 
+@pytest.mark.slow
 def test_the_stem_must_be_counted():
     """Leaving out the first conv breaks the match for ResNet-20 and ResNet-110 (the convention)."""
     for depth in (20, 110):
@@ -85,6 +87,7 @@ def test_input_size_validation(resnet20, input_size):
         flops.plain_flops(resnet20, input_size)
 
 
+@pytest.mark.slow
 def test_resnet101_plain_flops_at_224(resnet101):
     """7.8e9 multiply-adds: 1.56e10 FLOPs; the SACT ImageNet model's 1.11e10 is ~71 % of it."""
     assert rounded(flops.plain_flops(resnet101, (3, 224, 224)), 3) == 1.56e10
@@ -99,6 +102,7 @@ def flop_counter(model, x):
     return counter.get_total_flops(), by_op
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [20, 32])
 def test_flop_counter_mode_agrees_exactly(depth):
     """FlopCounterMode counts conv and addmm as 2 x multiply-adds and nothing else we ignore."""
@@ -110,6 +114,7 @@ def test_flop_counter_mode_agrees_exactly(depth):
     assert by_op["aten.addmm"] == batch * 2 * 64 * 10           # the linear layer, bias not counted
 
 
+@pytest.mark.slow
 def test_flop_counter_mode_agrees_resnet101(resnet101):
     total, _ = flop_counter(resnet101, torch.randn(1, 3, 64, 64))
     assert total == flops.plain_flops(resnet101, (3, 64, 64))

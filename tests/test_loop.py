@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from adaptive import act, loop, pact
-from adaptive.parity.model import ParityRNN
 from adaptive.parity import Parity
+from adaptive.parity.model import ParityRNN
 
 
 class CountingStep:
@@ -38,6 +38,7 @@ def test_dact_early_exit_predicts_what_all_steps_predict(seed):
     assert (early.steps <= 10).all() and (early.steps >= 1).all()
 
 
+@pytest.mark.slow
 def test_dact_early_exit_saves_steps_on_some_model():
     saved = 0
     for seed in range(10):

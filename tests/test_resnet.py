@@ -101,12 +101,14 @@ def test_residual_and_shortcut_decompose_every_unit_cifar():
                 h = out
 
 
+@pytest.mark.slow
 def test_unit_by_unit_reproduces_forward_resnet101(resnet101):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(run_unit_by_unit(resnet101, x), resnet101(x))
 
 
+@pytest.mark.slow
 def test_residual_and_shortcut_decompose_every_unit_resnet101(resnet101):
     h = resnet101.stem(torch.randn(1, 3, 64, 64))
     with torch.no_grad():
