@@ -1,7 +1,6 @@
 """FLOPs in the SACT convention, for plain networks and for units run at active positions only.
 
-The convention of the SACT code (Figurnov et al. 2017; ``targets.md``, "SACT and PSACT on
-ResNets"), also used by PSACT (Figurnov, Sobolev & Vetrov 2018, sec. 6: "the number of
+The convention of the SACT authors' code (Figurnov et al. 2017), also used by PSACT (Figurnov, Sobolev & Vetrov 2018, sec. 6: "the number of
 floating point operations required to evaluate the positions with non-zero values in
 the active positions mask, as done in [SACT]"):
 
@@ -23,7 +22,7 @@ for depth 6n + 2::
     FLOPs = 4,718,592 (6n - 1) + 884,736 + 1,280
 
 ResNet-20 81,102,080 (8.11e7), ResNet-32 137,725,184 (1.377e8), ResNet-56 250,971,392
-(2.51e8), ResNet-110 505,775,360 (5.058e8): the numbers of ``targets.md``. Leaving out the
+(2.51e8), ResNet-110 505,775,360 (5.058e8): the numbers the SACT code reports. Leaving out the
 stem would give 8.02e7 and 5.049e8, which do not match, so the stem is counted; the
 classifier is too small to show at 4 significant digits (the SACT code counts it).
 
@@ -133,7 +132,7 @@ def module_flops(model: nn.Module, input_size=(3, 32, 32)) -> dict[str, int]:
 def plain_flops(model: nn.Module, input_size=(3, 32, 32)) -> int:
     """FLOPs per image of the plain (non-adaptive) network: every conv and linear layer once.
 
-    ``plain_flops(cifar_resnet(32)) == 137_725_184`` (1.377e8, ``targets.md``).
+    ``plain_flops(cifar_resnet(32)) == 137_725_184`` (1.377e8, as the SACT code reports).
 
     Args:
         model: the network.
