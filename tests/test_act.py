@@ -12,7 +12,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from strategies import BAD_SHAPES, bad_values, with_value
 
 from adaptive import act

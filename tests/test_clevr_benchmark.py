@@ -31,6 +31,7 @@ def test_early_exit_takes_the_assigned_depths_and_the_fixed_mac_all_steps(result
 
 def test_dact_halts_exactly_at_the_depth_once_its_answer_is_settled():
     import torch
+
     from adaptive import loop
     from adaptive.clevr.mac import MAC
     torch.manual_seed(0)

@@ -27,7 +27,9 @@ def mini(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "mini-clevr"
     minigen.generate_split(root, "train", 12, seed=0, features_grid=16)
     minigen.generate_split(root, "val", 6, seed=0, features_grid=16)
-    load = lambda path: json.loads(path.read_text())
+
+    def load(path):
+        return json.loads(path.read_text())
     return {"root": root,
             "scenes": {s: load(minigen.scenes_path(root, s)) for s in ("train", "val")},
             "questions": {s: load(minigen.questions_path(root, s)) for s in ("train", "val")}}

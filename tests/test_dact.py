@@ -12,7 +12,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from strategies import matrices, mixed, unit
 
 from adaptive import dact

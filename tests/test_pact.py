@@ -12,8 +12,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from strategies import BAD_SHAPES, bad_values, halting_reference, stick_breaking_reference, matrices, mixed, unit
+from strategies import BAD_SHAPES, bad_values, halting_reference, matrices, mixed, stick_breaking_reference, unit
 
 from adaptive import pact
 

@@ -37,7 +37,9 @@ def test_held_out_inputs_never_appear_in_training():
     task = Parity(6)
     train, _, _ = task.sample(5000, torch.Generator().manual_seed(4))
     held, _, _ = task.fixed_set(500, 5)
-    rows = lambda t: set(map(tuple, t.int().tolist()))
+
+    def rows(t):
+        return set(map(tuple, t.int().tolist()))
     assert rows(train).isdisjoint(rows(held))
     assert task.is_held_out(held).all() and not task.is_held_out(train).any()
 

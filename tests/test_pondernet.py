@@ -13,7 +13,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from strategies import BAD_SHAPES, bad_values, halting_reference, matrices
 
 from adaptive import pondernet

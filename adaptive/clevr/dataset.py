@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -84,7 +83,7 @@ class ClevrQuestions(Dataset):
 
     @classmethod
     def from_root(cls, root: str | os.PathLike, split: str, vocab: Vocab | None = None,
-                  max_length: int | None = None) -> "ClevrQuestions":
+                  max_length: int | None = None) -> ClevrQuestions:
         """The split of a dataset folder: ``<root>/questions/...``, ``<root>/features/<split>.h5``;
         the vocabulary defaults to ``questions.vocab_for(root)`` (train split)."""
         vocab = question_files.vocab_for(root) if vocab is None else vocab

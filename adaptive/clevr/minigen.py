@@ -308,7 +308,7 @@ def generate_split(out: str | Path, split: str, n_images: int, seed: int = 0,
                          types=sorted({fam.flat[-1][0] for _, _, fam in families}))
     _write_json(questions_path(out, split), {"info": question_info, "questions": all_questions})
     if features_grid is not None:
-        from . import features                                  # h5py only when features are wanted
+        from . import features  # h5py only when features are wanted
         if features_kind == "pixels":
             features.write_pixel_features(image_dir, out / "features" / f"{split}.h5", grid=features_grid)
         else:

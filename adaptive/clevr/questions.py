@@ -167,7 +167,7 @@ class Vocab:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Vocab":
+    def load(cls, path: str | os.PathLike) -> Vocab:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"vocabulary file {path} does not exist; build it from the train split with "

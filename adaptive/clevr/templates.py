@@ -30,7 +30,7 @@ class Node:
     """One program node of a template: ``value`` is a placeholder (``"<C2>"``) or None."""
 
     function: str
-    inputs: tuple["Node", ...] = ()
+    inputs: tuple[Node, ...] = ()
     value: str | None = None
 
 

@@ -1,8 +1,9 @@
 """FLOPs in the SACT convention, for plain networks and for units run at active positions only.
 
-The convention of the SACT authors' code (Figurnov et al. 2017), also used by PSACT (Figurnov, Sobolev & Vetrov 2018, sec. 6: "the number of
-floating point operations required to evaluate the positions with non-zero values in
-the active positions mask, as done in [SACT]"):
+The convention of the SACT authors' code (Figurnov et al. 2017), also used by PSACT
+(Figurnov, Sobolev & Vetrov 2018, sec. 6: "the number of floating point operations
+required to evaluate the positions with non-zero values in the active positions mask, as
+done in [SACT]"):
 
 * a convolution costs ``2 x (counted output positions) x C_out x k_h x k_w x C_in / groups``
   per image: one multiply-add counts as 2 FLOPs;
