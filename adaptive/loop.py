@@ -175,7 +175,7 @@ def _train(step: Step, state: State, halting: Halting, target: torch.Tensor | No
         steps = torch.full((h.shape[0],), h.shape[1], dtype=torch.int64, device=h.device)
     out = Output(probs=mixed.log_probs.exp(), steps=steps, ponder=mixed.ponder, logits=logits, halt=h)
     if target is not None:
-        out.task_loss = halting.rule.task_loss(logits, h, mixed, target)
+        out.task_loss = halting.rule.task_loss(logits, mixed, target)
         out.penalty = halting.tau * mixed.penalty.mean()
         out.loss = out.task_loss + out.penalty
     return out

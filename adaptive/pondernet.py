@@ -109,9 +109,9 @@ class PonderNetRule(pact.PactRule):
         p = halting_distribution(h)                                          # (B, L)
         mixture = (p.unsqueeze(-1) * F.softmax(logits, dim=-1)).sum(dim=1)   # (B, C)
         return Training(safe_log(mixture), ponder=pact.expected_steps(h),   # the same q(z) as PACT
-                        penalty=kl_to_prior(p, halting.prior))
+                        penalty=kl_to_prior(p, halting.prior), weights=p)
 
-    def task_loss(self, logits, h, mixed, target):
-        step_losses = F.cross_entropy(logits.transpose(1, 2),
+    def task_loss(self, logits, mixed, target):
+        step_losses = F.cross_entropy(logits.transpose(1, 2),                # (B, L)
                                       target.unsqueeze(1).expand(-1, logits.shape[1]), reduction="none")
-        return reconstruction_loss(step_losses, halting_distribution(h)).mean()
+        return reconstruction_loss(step_losses, mixed.weights).mean()

@@ -38,12 +38,15 @@ class Training(NamedTuple):
         ponder: (B,) the differentiable ponder quantity (rho, or the expected steps).
         penalty: (B,) the per-sample penalty that tau (or PonderNet's beta) weighs.
         steps: (B,) int64 steps used, or None: all the steps computed.
+        weights: (B, L') the weight of each step's answer in the mixed one, where the loss
+            needs it again (PonderNet's expected per-step loss), or None.
     """
 
     log_probs: torch.Tensor
     ponder: torch.Tensor
     penalty: torch.Tensor
     steps: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
 
 
 @dataclass
@@ -108,8 +111,7 @@ class HaltingRule:
         """Mix the per-step logits (B, L', C) by the halting values (B, L')."""
         raise NotImplementedError
 
-    def task_loss(self, logits: torch.Tensor, h: torch.Tensor, mixed: Training,
-                  target: torch.Tensor) -> torch.Tensor:
+    def task_loss(self, logits: torch.Tensor, mixed: Training, target: torch.Tensor) -> torch.Tensor:
         """The task loss of the mixed answer: its negative log-likelihood, averaged."""
         return F.nll_loss(mixed.log_probs, target)
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from adaptive.infra import results
 from adaptive.clevr import dataset, minigen, questions
 from adaptive.clevr import train as clevr_train
 from adaptive.clevr.train import MacConfig
+from adaptive.infra import results
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(steps=3, tau=0.01, width=16, embed_dim=8, batch_size=16, epochs=1)
+TINY = dict(max_steps=3, tau=0.01, width=16, embed_dim=8, batch_size=16, epochs=1)
 ROW_FIELDS = results.REQUIRED + ("gate", "family_accuracy", "family_steps", "curve", "config", "train_seconds")
 
 
@@ -57,7 +57,7 @@ def test_each_method_trains_and_reports_a_results_row(root, tmp_path, method, ga
 
 
 def test_command_line_runs_the_same_training(root, tmp_path):
-    row = clevr_train.main(["--data-root", str(root), "--method", "act", "--tau", "0.01", "--steps", "3",
+    row = clevr_train.main(["--data-root", str(root), "--method", "act", "--tau", "0.01", "--max-steps", "3",
                             "--width", "16", "--embed-dim", "8", "--batch-size", "16", "--epochs", "1",
                             "--checkpoint-dir", str(tmp_path / "cli"), "--quiet"])
     direct = clevr_train.train(tiny(root, method="act"), tmp_path / "direct", progress=False)
@@ -69,7 +69,9 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(root, tmp_path):
     straight = clevr_train.train(tiny(root, epochs=2), tmp_path / "straight", progress=False)
     clevr_train.train(tiny(root, epochs=1), tmp_path / "resumed", progress=False)    # "interrupted" after epoch 1
     resumed = clevr_train.train(tiny(root, epochs=2), tmp_path / "resumed", progress=False)
-    drop_time = lambda curve: [{k: v for k, v in p.items() if k != "seconds"} for p in curve]
+
+    def drop_time(curve):
+        return [{k: v for k, v in p.items() if k != "seconds"} for p in curve]
     assert drop_time(resumed["curve"]) == drop_time(straight["curve"])
     assert resumed["accuracy"] == straight["accuracy"] and resumed["family_steps"] == straight["family_steps"]
     a, b = (_weights(tmp_path / name / clevr_train.CHECKPOINT) for name in ("straight", "resumed"))
@@ -100,7 +102,8 @@ def test_fine_tuning_starts_from_the_pretrained_ema_weights(root, tmp_path):
     tuned = _weights(tmp_path / "fine" / clevr_train.CHECKPOINT, "model")
     assert all(torch.allclose(tuned[key], value, atol=1e-9) for key, value in pretrained.items())
     mac, loaded_config, vocab = clevr_train.load_trained(tmp_path / "fine" / clevr_train.CHECKPOINT)
-    assert loaded_config == config and mac.gate and not mac.training and vocab.answers == questions.vocab_for(root).answers
+    assert loaded_config == config and mac.gate and not mac.training
+    assert vocab.answers == questions.vocab_for(root).answers
     with pytest.raises(ValueError, match="does not fit this model"):
         clevr_train.train(tiny(root, width=24, init_from=config.init_from), tmp_path / "wide", progress=False)
     with pytest.raises(ValueError, match="init_from"):
@@ -111,7 +114,7 @@ def test_two_processes_train_data_parallel_and_rank_0_writes(root, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "adaptive.clevr.train", "--data-root", str(root), "--method", "act", "--tau", "0.01",
-               "--steps", "3", "--width", "16", "--embed-dim", "8", "--batch-size", "16", "--epochs", "1",
+               "--max-steps", "3", "--width", "16", "--embed-dim", "8", "--batch-size", "16", "--epochs", "1",
                "--checkpoint-dir", str(out), "--quiet"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=180,
                           env=os.environ | {"OMP_NUM_THREADS": "1"})
@@ -120,7 +123,7 @@ def test_two_processes_train_data_parallel_and_rank_0_writes(root, tmp_path):
     run = json.loads((out / "result.json").read_text())["runs"][0]
     assert run["world_size"] == 2 and run["epochs"] == 1 and 1 <= run["mean_steps"] <= 3
     assert run["questions"] == len(dataset.ClevrQuestions.from_root(root, "val"))    # every val question once
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["state"]["epoch"] == 1
 
 
 def test_each_rank_reads_a_disjoint_equal_share_of_the_epoch_order():
@@ -152,7 +155,8 @@ def test_missing_data_is_refused_with_the_command_to_make_it(root, tmp_path):
 
 
 @pytest.mark.parametrize("changes, name", [
-    (dict(steps=4, model_steps=3), "steps"), (dict(method="pact"), "method"), (dict(batch_size=0), "batch_size"),
+    (dict(max_steps=4, model_steps=3), "max_steps"), (dict(method="sact"), "method"),
+    (dict(batch_size=0), "batch_size"),
     (dict(ema=1.0), "ema"), (dict(tau=-1.0), "tau"), (dict(plateau_factor=1.0), "plateau_factor"),
     (dict(dropout={"memory": 1.5}), "dropout"), (dict(device="gpu"), "device"),
     (dict(max_train_batches=0), "max_train_batches")])

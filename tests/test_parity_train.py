@@ -4,11 +4,11 @@ import json
 import pytest
 import torch
 
-from adaptive import benchmark, numerics
+from adaptive import numerics
 from adaptive.infra import checkpoint, results
 from adaptive.parity import train as training
 
-TINY = dict(size=4, hidden=8, max_steps=3, iterations=6, batch_size=16, eval_size=32, eval_every=3)
+TINY = dict(size=4, hidden=8, max_steps=3, updates=6, batch_size=16, eval_size=32, eval_every=3)
 
 
 def test_a_run_reports_every_required_field():
@@ -18,8 +18,9 @@ def test_a_run_reports_every_required_field():
     for row in rows:
         for key in results.REQUIRED:
             assert key in row
-        assert 0 <= row["accuracy"] <= 1 and 1 <= row["mean_steps"] <= row["max_steps"] == 3
-        assert [point["iteration"] for point in row["curve"]] == [3, 6]
+        assert 0 <= row["accuracy"] <= 1 and row["max_steps"] == 3
+        assert 1 <= row["mean_steps"] <= row["observed_max_steps"] <= row["max_steps"]
+        assert [point["update"] for point in row["curve"]] == [3, 6]
 
 
 def test_same_seed_same_result():
@@ -31,8 +32,8 @@ def test_same_seed_same_result():
 def test_interrupted_run_resumes_to_the_same_model(tmp_path):
     config = training.RunConfig("act", tau=0.01, **TINY)
     straight = training.train(config, progress=False)[0]
-    # an interrupted run: the same configuration stopped after a checkpoint at iteration 3
-    partial = training.RunConfig("act", tau=0.01, **(TINY | {"iterations": 3}))
+    # an interrupted run: the same configuration stopped after a checkpoint at update 3
+    partial = training.RunConfig("act", tau=0.01, **(TINY | {"updates": 3}))
     training.train(partial, checkpoint_dir=tmp_path, progress=False, checkpoint_every=3)
     saved = torch.load(tmp_path / f"{partial.key()}.pt", weights_only=False)
     saved["config"] = training.asdict(config)
@@ -66,7 +67,21 @@ def test_grid_in_two_processes_matches_one_process():
     assert [r["accuracy"] for r in serial] == [r["accuracy"] for r in parallel]
 
 
-@pytest.mark.parametrize("kwargs, name", [(dict(iterations=0), "iterations"), (dict(lr=0.0), "lr"),
+def test_command_line_trains_one_run_into_a_checkpoint_and_prints_a_summary(tmp_path, capsys):
+    rows = training.main(["--method", "pact", "--tau", "0.01", "--size", "4", "--hidden", "8", "--max-steps", "3",
+                          "--updates", "6", "--batch-size", "16", "--eval-size", "32", "--eval-every", "3",
+                          "--eval-modes", "thresholded", "relaxed", "--checkpoint-dir", str(tmp_path), "--quiet"])
+    config = training.RunConfig("pact", tau=0.01, eval_modes=("thresholded", "relaxed"), **TINY)
+    direct = training.train(config, progress=False)
+    assert [(r["accuracy"], r["curve"]) for r in rows] == [(r["accuracy"], r["curve"]) for r in direct]
+    assert [p.name for p in tmp_path.iterdir()] == [f"{config.key()}.pt"]
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["checkpoint"] == str(tmp_path / f"{config.key()}.pt")
+    assert [run["eval_mode"] for run in summary["runs"]] == ["thresholded", "relaxed"]
+    assert summary["runs"][0]["accuracy"] == rows[0]["accuracy"] and summary["runs"][0]["max_steps"] == 3
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(updates=0), "updates"), (dict(lr=0.0), "lr"),
                                           (dict(eval_modes=("greedy",)), "eval_modes"),
                                           (dict(method="act", tau=-0.1), "tau")])
 def test_bad_run_settings_name_the_parameter(kwargs, name):
@@ -92,17 +107,6 @@ def test_results_file_keeps_measurements_apart_from_runs(tmp_path):
     assert "measurements" not in json.loads(results.write(tmp_path / "plain.json", {}, [run]).read_text())
     with pytest.raises(ValueError, match="measurements"):
         results.write(tmp_path / "bad.json", {}, [run], [1, 2])
-
-
-def test_benchmark_measures_every_mechanism(tmp_path):
-    out = tmp_path / "bench.json"
-    benchmark.main(["--width", "32", "--batch", "16", "--steps", "4", "--repeats", "1", "--out", str(out)])
-    result = json.loads(out.read_text())
-    assert [r["mechanism"] for r in result["training"]] == ["plain", *benchmark.MECHANISMS]
-    for row in result["evaluation"]:
-        assert 1 <= row["mean_steps"] <= 4 and row["ideal_speedup"] == pytest.approx(4 / row["mean_steps"])
-    assert result["evaluation"][0]["mean_steps"] == 4          # fixed runs every step
-    assert all(r["mean_steps"] < 4 for r in result["evaluation"][1:])   # the others exit early
 
 
 def test_training_flushes_subnormals_only_while_it_runs():

@@ -8,7 +8,6 @@ import torch
 from adaptive.infra.benchmarking import median_seconds
 from adaptive.spatial import benchmark as spatial_benchmark
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -20,7 +19,7 @@ def test_every_method_gets_a_row_of_positive_rates_and_its_flops():
                     "projected_recipe_hours"):
             assert math.isfinite(row[key]) and row[key] > 0
     ratios = {row["method"]: row["eval_flops_ratio"] for row in result["rows"]}
-    assert ratios["plain"] == 1.0
+    assert ratios["fixed"] == 1.0
     assert ratios["psact"] < 1.0                     # bias 0: h near 0.5, positions halt
     assert result["config"]["depth"] == 14 and result["config"]["torch"] == torch.__version__
 
@@ -32,11 +31,11 @@ def test_halting_bias_minus_three_computes_everything():
 
 def test_command_line_prints_the_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    spatial_benchmark.main(["--depth", "14", "--batch", "2", "--repeats", "1", "--methods", "plain", "sact",
+    spatial_benchmark.main(["--depth", "14", "--batch", "2", "--repeats", "1", "--methods", "fixed", "sact",
                             "--json", str(out)])
     printed = capsys.readouterr().out
-    assert "| plain |" in printed and "| sact |" in printed and "eval sparse img/s" in printed
-    assert [row["method"] for row in json.loads(out.read_text())["rows"]] == ["plain", "sact"]
+    assert "| fixed |" in printed and "| sact |" in printed and "eval sparse img/s" in printed
+    assert [row["method"] for row in json.loads(out.read_text())["rows"]] == ["fixed", "sact"]
 
 
 def test_unknown_method_is_refused_by_name():

@@ -195,7 +195,7 @@ MASKS = ["none", "all", "binary", "fractional", "one-image"]
 
 @pytest.mark.parametrize("kind", MASKS)
 def test_perforated_residual_equals_masked_dense_residual(kind):
-    model = network("plain")
+    model = network("fixed")
     randomize_batch_norms(model, 3)
     model.eval()
     g = gen(1)
@@ -214,7 +214,7 @@ def test_perforated_residual_computes_only_what_unit_flops_counts():
     """torch's FLOP counter sees exactly ``flops.unit_flops`` of the active mask in matrix products.
 
     (Its only convolution is the mask's 3x3 dilation, ``flops.read_positions``: bookkeeping.)"""
-    model = network("plain").eval()
+    model = network("fixed").eval()
     g = gen(2)
     unit = model.resnet.blocks[1][1]                               # 32 channels at 8x8
     u = torch.randn(2, 32, SIZE // 2, SIZE // 2, generator=g)
@@ -231,7 +231,7 @@ def test_perforated_residual_computes_only_what_unit_flops_counts():
 
 @pytest.mark.parametrize("block", [1, 2])
 def test_perforated_residual_refuses_the_strided_first_unit(block):
-    model = network("plain").eval()
+    model = network("fixed").eval()
     unit = model.resnet.blocks[block][0]
     channels = unit.bn1.num_features
     u = torch.randn(1, channels, 8, 8)
@@ -379,8 +379,8 @@ def spatial_branch(channels: int, positions: int) -> int:
     return 2 * 9 * channels * positions + 2 * channels
 
 
-def test_plain_network_reports_plain_flops():
-    model = network("plain", size=32)
+def test_fixed_network_reports_the_plain_flops():
+    model = network("fixed", size=32)
     with torch.no_grad():
         out = model(images(batch=2, size=32))
     assert model.plain_flops == RESNET20_FLOPS
@@ -589,8 +589,8 @@ def test_units_average_over_positions_and_sum_over_blocks():
         out = model(images(batch=2))
     assert torch.allclose(out.units, sum(b.units.float().mean(dim=(1, 2)) for b in out.blocks))
     assert bool((out.units >= 3).all()) and bool((out.units <= 9).all())
-    with pytest.raises(ValueError, match="plain"):
-        network("plain")(images(batch=1)).units
+    with pytest.raises(ValueError, match="fixed"):
+        network("fixed")(images(batch=1)).units
 
 
 # ----------------------------------------------------------------------------- bad input

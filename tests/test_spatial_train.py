@@ -1,8 +1,8 @@
-"""Training plain, ACT, SACT and PSACT ResNets: results rows, resume, refusal, fine-tuning,
+"""Training fixed (plain), ACT, SACT and PSACT ResNets: results rows, resume, refusal, fine-tuning,
 gradient variance, reloading, the command line and two data-parallel processes.
 
 Every run is a ResNet-14 (two units per block, one halting unit) on 64 generated objects
-for a few steps: what is tested is the bookkeeping, not the accuracy.
+for a few updates: what is tested is the bookkeeping, not the accuracy.
 """
 import json
 import os
@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from adaptive.infra import results
+from adaptive.infra import checkpoint, results
 from adaptive.spatial import objects as spatial_data
 from adaptive.spatial import train as st
 from adaptive.spatial.train import SpatialConfig
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(depth=14, train_size=64, test_size=32, batch_size=16, steps=2, eval_every=2, tau=0.01)
-METHODS = {"plain": dict(method="plain"), "act": dict(method="act"), "sact": dict(method="sact"),
+TINY = dict(depth=14, train_size=64, test_size=32, batch_size=16, updates=2, eval_every=2, tau=0.01)
+METHODS = {"fixed": dict(method="fixed"), "act": dict(method="act"), "sact": dict(method="sact"),
            "psact": dict(method="psact"),
            "reinforce": dict(method="psact", estimator="reinforce", optimizer="adam", lr=1e-3)}
 ROW_FIELDS = results.REQUIRED + ("flops", "flops_ratio", "eval_mode", "evaluations", "curve", "train_seconds",
@@ -67,13 +67,15 @@ def test_each_method_trains_and_writes_a_results_row_and_a_checkpoint(runs, name
     config, folder, row = runs(name)
     assert all(key in row for key in ROW_FIELDS)
     assert row["method"] == config.method and row["tau"] == 0.01 and row["seed"] == 0
-    assert 0 <= row["accuracy"] <= 1 and 3 <= row["mean_steps"] <= row["max_steps"] <= UNITS
+    assert 0 <= row["accuracy"] <= 1 and 3 <= row["mean_steps"] <= row["observed_max_steps"] <= row["max_steps"]
+    assert row["max_steps"] == UNITS
     assert set(row["evaluations"]) == set(config.modes) and row["eval_mode"] == config.modes[0]
-    assert row["eval_mode"] == {"plain": "plain", "act": "act", "sact": "act"}.get(config.method, "thresholded")
-    assert [point["step"] for point in row["curve"]] == [2] and row["world_size"] == 1
+    assert row["eval_mode"] == {"fixed": "fixed", "act": "act", "sact": "act"}.get(config.method, "thresholded")
+    assert [point["update"] for point in row["curve"]] == [2] and row["world_size"] == 1
     assert row["config"] == config.as_dict()
-    if name == "plain":
-        assert row["mean_steps"] == row["max_steps"] == UNITS and row["flops_ratio"] == 1.0
+    if name == "fixed":
+        assert row["mean_steps"] == row["observed_max_steps"] == row["max_steps"] == UNITS
+        assert row["flops_ratio"] == 1.0
     else:
         assert len(row["evaluations"][config.modes[0]]["coverage_auc"]) == 3       # one per block
     assert sorted(p.name for p in folder.iterdir()) == [st.CHECKPOINT, st.RESULT]
@@ -81,49 +83,49 @@ def test_each_method_trains_and_writes_a_results_row_and_a_checkpoint(runs, name
     assert written["parameters"] == json.loads(json.dumps(config.as_dict()))
     assert written["runs"][0]["accuracy"] == row["accuracy"] and written["runs"][0]["mean_steps"] == row["mean_steps"]
     state = saved(folder)["state"]
-    assert state["step"] == 2 and state["curve"] == row["curve"]
-    assert (state["baseline"] is None) == (name != "reinforce")             # the REINFORCE baseline is kept
+    assert state["update"] == 2 and state["curve"] == row["curve"]
+    assert (saved(folder)["baseline"] is None) == (name != "reinforce")     # the REINFORCE baseline is kept
 
 
 def test_learning_rate_is_divided_by_ten_at_each_milestone():
-    config = tiny(steps=100, lr=0.1)                                        # milestones 0.6, 0.75, 0.9
-    rates = [config.learning_rate(step) for step in (0, 59, 60, 74, 75, 89, 90, 99)]
+    config = tiny(updates=100, lr=0.1)                                      # milestones 0.6, 0.75, 0.9
+    rates = [config.learning_rate(update) for update in (0, 59, 60, 74, 75, 89, 90, 99)]
     assert rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 1e-4, 1e-4])
 
 
 # ----------------------------------------------------------------------------- resume
 
 def _interrupt_after_first_checkpoint(monkeypatch):
-    original = st.checkpoint.save
+    original = checkpoint.save
 
     def save_then_stop(path, payload):
         original(path, payload)
-        raise Interrupted(f"stopped at step {payload['state']['step']}")
-    monkeypatch.setattr(st.checkpoint, "save", save_then_stop)
+        raise Interrupted(f"stopped at update {payload['state']['update']}")
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
 
 
 def _interrupted_then_resumed(config, folder, monkeypatch):
     with monkeypatch.context() as patch:
         _interrupt_after_first_checkpoint(patch)
-        with pytest.raises(Interrupted, match="stopped at step 3"):
+        with pytest.raises(Interrupted, match="stopped at update 3"):
             st.train(config, folder, progress=False)
-    assert saved(folder)["state"]["step"] == 3
+    assert saved(folder)["state"]["update"] == 3
     return st.train(config, folder, progress=False)
 
 
 def test_an_interrupted_sact_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    """Stopped at step 3 of 6 (4 batches an epoch): the rest of epoch 0, then epoch 1, as if never stopped."""
-    config = tiny(method="sact", steps=6, eval_every=3)
+    """Stopped after update 3 of 6 (4 batches an epoch): the rest of epoch 0, then epoch 1, as if never stopped."""
+    config = tiny(method="sact", updates=6, eval_every=3)
     straight = st.train(config, tmp_path / "straight", progress=False)
     resumed = _interrupted_then_resumed(config, tmp_path / "resumed", monkeypatch)
     a, b = saved(tmp_path / "straight"), saved(tmp_path / "resumed")
     assert same_tensors(a["model"], b["model"])
-    assert resumed["curve"] == straight["curve"] and [p["step"] for p in resumed["curve"]] == [3, 6]
+    assert resumed["curve"] == straight["curve"] and [p["update"] for p in resumed["curve"]] == [3, 6]
     assert resumed["accuracy"] == straight["accuracy"] and resumed["flops"] == straight["flops"]
 
 
 def test_an_interrupted_psact_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    config = tiny(method="psact", steps=6, eval_every=3)
+    config = tiny(method="psact", updates=6, eval_every=3)
     st.train(config, tmp_path / "straight", progress=False)
     _interrupted_then_resumed(config, tmp_path / "resumed", monkeypatch)
     assert same_tensors(saved(tmp_path / "straight")["model"], saved(tmp_path / "resumed")["model"])
@@ -133,7 +135,7 @@ def test_a_finished_run_is_reported_without_training_again(runs, monkeypatch):
     config, folder, row = runs("sact")
 
     def no_training(*args, **kwargs):
-        raise AssertionError("a finished run must not take another optimiser step")
+        raise AssertionError("a finished run must not take another optimiser update")
     monkeypatch.setattr(st, "objective", no_training)
     again = st.train(config, folder, progress=False)
     assert {key: value for key, value in again.items() if key != "train_seconds"} == \
@@ -142,7 +144,7 @@ def test_a_finished_run_is_reported_without_training_again(runs, monkeypatch):
 
 
 def test_a_finished_run_reports_the_same_training_time(runs):
-    config, folder, _ = runs("plain")
+    config, folder, _ = runs("fixed")
     first = json.loads((folder / st.RESULT).read_text())["runs"][0]["train_seconds"]
     assert st.train(config, folder, progress=False)["train_seconds"] == first
 
@@ -152,8 +154,8 @@ def test_resuming_with_another_configuration_is_refused_listing_differences(runs
     before = (folder / st.CHECKPOINT).read_bytes()
     with pytest.raises(ValueError, match=r"tau: checkpoint has 0\.01, this run has 0\.02"):
         st.train(tiny(**METHODS["act"], tau=0.02), folder, progress=False)
-    with pytest.raises(ValueError, match=r"(?s)steps: checkpoint has 2, this run has 3"):
-        st.train(tiny(**METHODS["act"], steps=3), folder, progress=False)
+    with pytest.raises(ValueError, match=r"(?s)updates: checkpoint has 2, this run has 3"):
+        st.train(tiny(**METHODS["act"], updates=3), folder, progress=False)
     with pytest.raises(ValueError, match=r"(?s)eps: checkpoint has 0\.01, this run has 0\.05.*method: "
                                          r"checkpoint has 'act', this run has 'sact'"):
         st.train(tiny(method="sact", eps=0.05), folder, progress=False)
@@ -162,12 +164,12 @@ def test_resuming_with_another_configuration_is_refused_listing_differences(runs
 
 # ----------------------------------------------------------------------------- fine-tuning
 
-def test_init_from_copies_the_resnet_of_a_plain_checkpoint(runs, tmp_path):
-    _, plain_folder, _ = runs("plain")
-    pretrained = saved(plain_folder)["model"]
-    # lr so small that one step leaves the weights where they started
-    config = tiny(method="sact", lr=1e-12, momentum=0.0, weight_decay=0.0, steps=1, eval_every=1,
-                  init_from=str(plain_folder / st.CHECKPOINT))
+def test_init_from_copies_the_resnet_of_a_fixed_checkpoint(runs, tmp_path):
+    _, fixed_folder, _ = runs("fixed")
+    pretrained = saved(fixed_folder)["model"]
+    # lr so small that one update leaves the weights where they started
+    config = tiny(method="sact", lr=1e-12, momentum=0.0, weight_decay=0.0, updates=1, eval_every=1,
+                  init_from=str(fixed_folder / st.CHECKPOINT))
     st.train(config, tmp_path / "fine", progress=False)
     tuned = saved(tmp_path / "fine")["model"]
     fresh = st.build(config).state_dict()
@@ -245,11 +247,11 @@ def test_train_many_returns_rows_in_order_and_reads_finished_runs(runs, monkeypa
 
 def test_command_line_parses_tuples_and_trains(tmp_path, capsys):
     row = st.main(["--method", "sact", "--depth", "14", "--train-size", "64", "--test-size", "32",
-                   "--batch-size", "16", "--steps", "2", "--eval-every", "2", "--eval-modes", "act", "thresholded",
+                   "--batch-size", "16", "--updates", "2", "--eval-every", "2", "--eval-modes", "act", "thresholded",
                    "--milestones", "0.5", "--checkpoint-dir", str(tmp_path), "--quiet"])
     assert row["config"]["eval_modes"] == ("act", "thresholded") and row["config"]["milestones"] == (0.5,)
     assert set(row["evaluations"]) == {"act", "thresholded"} and row["eval_mode"] == "act"
-    assert [point["lr"] for point in row["curve"]] == [pytest.approx(0.01)]     # step 2 used lr(1): 1 >= 0.5 * 2
+    assert [point["lr"] for point in row["curve"]] == [pytest.approx(0.01)]     # update 2 used lr(1): 1 >= 0.5 * 2
     assert set(point for point in row["curve"][0]) >= {"act", "thresholded", "train_loss"}
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary == {key: row[key] for key in ("method", "tau", "accuracy", "mean_steps", "flops_ratio")}
@@ -258,11 +260,11 @@ def test_command_line_parses_tuples_and_trains(tmp_path, capsys):
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 ARGS = ["--method", "sact", "--depth", "14", "--train-size", "64", "--test-size", "32", "--batch-size", "16",
-        "--steps", "2", "--eval-every", "2", "--quiet"]
+        "--updates", "2", "--eval-every", "2", "--quiet"]
 
 
 def test_two_processes_train_data_parallel_and_rank_0_writes(tmp_path):
-    """DistributedDataParallel needs a gradient for every parameter at every step (see
+    """DistributedDataParallel needs a gradient for every parameter at every update (see
     test_spatial's test_training_gives_every_parameter_a_gradient_even_when_everything_halts)."""
     out = tmp_path / "ddp"
     done = subprocess.run(TORCHRUN + ["-m", "adaptive.spatial.train"] + ARGS + ["--checkpoint-dir", str(out)],
@@ -272,7 +274,7 @@ def test_two_processes_train_data_parallel_and_rank_0_writes(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [st.CHECKPOINT, st.RESULT]
     run = json.loads((out / st.RESULT).read_text())["runs"][0]
     assert run["world_size"] == 2 and run["method"] == "sact" and 3 <= run["mean_steps"] <= UNITS
-    assert saved(out)["state"]["step"] == 2
+    assert saved(out)["state"]["update"] == 2
     summaries = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert summaries and json.loads(summaries[0])["accuracy"] == run["accuracy"]
 
@@ -283,7 +285,7 @@ def test_two_processes_train_data_parallel_and_rank_0_writes(tmp_path):
     (dict(depth=21), "depth"), (dict(depth=4), "depth"), (dict(dataset="mnist"), "dataset"),
     (dict(milestones=(0.75, 0.6)), "milestones"), (dict(milestones=(0.5, 1.0)), "milestones"),
     (dict(init_from="no/such/checkpoint.pt"), "init_from"), (dict(optimizer="rmsprop"), "optimizer"),
-    (dict(batch_size=0), "batch_size"), (dict(steps=0), "steps"), (dict(eval_every=0), "eval_every"),
+    (dict(batch_size=0), "batch_size"), (dict(updates=0), "updates"), (dict(eval_every=0), "eval_every"),
     (dict(train_size=0), "train_size"), (dict(seed=-1), "seed"), (dict(lr=0.0), "lr"),
     (dict(baseline_decay=1.0), "baseline_decay"), (dict(method="psact", eval_modes=("act",)), "eval_mode"),
     (dict(method="sact", estimator="reinforce"), "estimator"), (dict(tau=-1.0), "tau"), (dict(patch=0), "patch")])

@@ -1,6 +1,6 @@
 """Training MAC on CLEVR or mini-CLEVR with a fixed number of steps, ACT or DACT.
 
-The recipe is the DACT authors' (Eyzaguirre & Soto 2020; shared/reference/targets.md):
+The recipe is the DACT authors' (Eyzaguirre & Soto 2020, their released MAC code):
 Adam (lr 1e-4), batches of 64, gradient-norm clipping at 8, the learning rate halved when the
 validation accuracy stops improving, and an exponential moving average (0.999) of the
 weights, which is the model that is evaluated. The paper pre-trains a 12-step MAC without
@@ -10,10 +10,11 @@ fresh optimisers.
 ``train(config, checkpoint_dir)`` runs one ``MacConfig`` and returns its results row. Every
 epoch it trains through ``adaptive.loop.run`` (the one loop: halting is never computed here),
 evaluates the EMA weights with per-sample early exit, and writes ``checkpoint_dir/
-checkpoint.pt`` atomically. Called again with the same configuration it resumes from there;
-``epochs``, ``device`` and ``workers`` may differ (``RESUMABLE``), so a finished 10-epoch run
-continues to 30 epochs when asked for 30. Any other difference is refused with the list of
-differences. ``checkpoint_dir`` holds one run: give every run its own folder
+checkpoint.pt`` atomically (``adaptive.infra.trainer.Trainer`` runs the epochs as its units).
+Called again with the same configuration it resumes from there; ``epochs``, ``device`` and
+``workers`` may differ (``RESUMABLE``), so a finished 10-epoch run continues to 30 epochs
+when asked for 30, and a checkpoint of more epochs than asked is refused. Any other
+difference is refused with the list of differences. ``checkpoint_dir`` holds one run: give every run its own folder
 (``MacConfig.name()`` is a readable one).
 
 Randomness: the model is initialised from ``seed``; the dropout masks of epoch e on rank r
@@ -25,7 +26,7 @@ Launched by ``torchrun --nproc_per_node=N`` the same code trains data-parallel (
 ``adaptive.infra.distributed`` and ``Unrolled``). CLI::
 
     python -m adaptive.clevr.train --data-root data/mini-clevr --method dact --tau 1e-3 \\
-        --steps 12 --width 64 --embed-dim 64 --epochs 10 --checkpoint-dir build/clevr/dact
+        --max-steps 12 --width 64 --embed-dim 64 --epochs 10 --checkpoint-dir build/clevr/dact
     torchrun --nproc_per_node=2 -m adaptive.clevr.train --data-root ... (same flags)
 """
 from __future__ import annotations
@@ -35,8 +36,7 @@ import contextlib
 import copy
 import json
 import os
-import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -46,13 +46,13 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from .. import _checks, loop
-from ..infra import checkpoint, distributed, results, seeding
+from ..infra import cli, distributed, results, seeding
 from ..infra.distributed import Context
+from ..infra.trainer import Trainer
 from ..numerics import flush_denormals
 from . import dataset, questions
 from .mac import MAC
 
-METHODS = ("fixed", "act", "dact")
 RESUMABLE = ("epochs", "device", "workers")       # may change when a run is resumed
 CHECKPOINT, RESULT = "checkpoint.pt", "result.json"
 
@@ -63,13 +63,14 @@ class MacConfig:
 
     Attributes:
         data_root: dataset folder (mini-CLEVR or CLEVR v1.0 layout, with features).
-        method: ``"fixed"``, ``"act"`` or ``"dact"``; the gated MAC is ``"fixed"`` with ``gate``.
-        steps: L, the most steps a question may take (``loop.Halting(method, steps)``).
+        method: one of ``adaptive.loop.METHODS`` (the paper compares ``"fixed"``, ``"act"`` and
+            ``"dact"``); the gated MAC is ``"fixed"`` with ``gate``.
+        max_steps: L, the most steps a question may take (``loop.Halting(method, max_steps)``).
         tau: the ponder penalty's weight (ACT, DACT).
         gate: MAC's memory gate.
         width, embed_dim, stem_stride, dropout: MAC's sizes and drop probabilities
             (``dropout`` None: the paper's, ``adaptive.clevr.mac.DROPOUT``).
-        model_steps: steps the model has parameters for (None: ``steps``); >= ``steps``.
+        model_steps: steps the model has parameters for (None: ``max_steps``); >= ``max_steps``.
         epochs: epochs to have trained when ``train`` returns.
         batch_size: questions per optimiser step, over all processes together.
         lr, clip, ema: Adam's learning rate, the gradient-norm limit, the EMA's decay.
@@ -90,7 +91,7 @@ class MacConfig:
 
     data_root: str
     method: str = "dact"
-    steps: int = 12
+    max_steps: int = 12
     tau: float = 0.0
     gate: bool = False
     width: int = 512
@@ -120,13 +121,13 @@ class MacConfig:
             if not isinstance(self.init_from, (str, os.PathLike)):
                 raise ValueError(f"init_from must be a path or None, got {self.init_from!r}")
             object.__setattr__(self, "init_from", str(self.init_from))
-        _checks.choice("method", self.method, METHODS)
-        for name in ("steps", "width", "embed_dim", "stem_stride", "epochs", "batch_size"):
+        _checks.choice("method", self.method, loop.METHODS)
+        for name in ("max_steps", "width", "embed_dim", "stem_stride", "epochs", "batch_size"):
             _checks.positive_int(name, getattr(self, name))
         if self.model_steps is not None:
             _checks.positive_int("model_steps", self.model_steps)
-            if self.steps > self.model_steps:
-                raise ValueError(f"steps (L = {self.steps}) must be <= model_steps, the steps the model has "
+            if self.max_steps > self.model_steps:
+                raise ValueError(f"max_steps (L = {self.max_steps}) must be <= model_steps, the steps the model has "
                                  f"parameters for ({self.model_steps})")
         _checks.non_negative("tau", self.tau)
         _checks.positive("lr", self.lr)
@@ -153,10 +154,11 @@ class MacConfig:
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError):
-            raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:1'), got {self.device!r}") from None
+            raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:1'), "
+                             f"got {self.device!r}") from None
 
     def halting(self) -> loop.Halting:
-        return loop.Halting(self.method, self.steps, tau=self.tau)
+        return loop.Halting(self.method, self.max_steps, tau=self.tau)
 
     def comparable(self) -> dict:
         """The settings a checkpoint must share to be resumed: all but ``RESUMABLE``."""
@@ -165,7 +167,7 @@ class MacConfig:
     def name(self) -> str:
         """A readable folder name for this run, e.g. ``dact-tau0.001-L12-seed0``."""
         gate = "-gate" if self.gate else ""
-        return f"{self.method}{gate}-tau{self.tau:g}-L{self.steps}-seed{self.seed}"
+        return f"{self.method}{gate}-tau{self.tau:g}-L{self.max_steps}-seed{self.seed}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,7 +332,7 @@ def _initialise_from(mac: MAC, path: str, vocab: questions.Vocab) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"init_from {path} does not exist; pre-train first, e.g. python -m "
-                         f"adaptive.clevr.train --method fixed --steps 12 ... --checkpoint-dir DIR, "
+                         f"adaptive.clevr.train --method fixed --max-steps 12 ... --checkpoint-dir DIR, "
                          f"then pass DIR/{CHECKPOINT}")
     payload = torch.load(path, map_location="cpu", weights_only=False)
     weights = payload.get("ema") if isinstance(payload, dict) else None
@@ -347,13 +349,13 @@ def _initialise_from(mac: MAC, path: str, vocab: questions.Vocab) -> dict:
         raise ValueError(f"init_from {path} does not fit this model (width, embed_dim, stem_stride or the "
                          f"features differ):\n  " + "\n  ".join(wrong))
     missing, unexpected = mac.load_state_dict(weights, strict=False)
-    return {"path": str(path), "epoch": payload.get("epoch"), "missing": list(missing),
+    return {"path": str(path), "epoch": payload.get("state", {}).get("epoch"), "missing": list(missing),
             "unexpected": list(unexpected)}
 
 
 def _model_args(config: MacConfig, vocab: questions.Vocab, channels: int) -> dict:
     return {"vocab_size": len(vocab.tokens), "num_answers": len(vocab.answers), "feature_channels": channels,
-            "width": config.width, "max_steps": config.model_steps or config.steps,
+            "width": config.width, "max_steps": config.model_steps or config.max_steps,
             "embed_dim": config.embed_dim, "gate": config.gate, "stem_stride": config.stem_stride,
             "dropout": config.dropout}
 
@@ -402,8 +404,9 @@ def _row(config: MacConfig, state: dict, evaluation: dict, context: Context, ini
     """The results row: the book's required fields first."""
     curve = state["curve"]
     best = max(curve, key=lambda point: point["val_accuracy"]) if curve else None
-    return {"method": config.method, "tau": config.tau, "seed": config.seed,
-            "accuracy": evaluation["accuracy"], "mean_steps": evaluation["mean_steps"], "max_steps": config.steps,
+    return {"method": config.method, "tau": config.tau, "penalty_name": config.halting().rule.penalty_name,
+            "seed": config.seed,
+            "accuracy": evaluation["accuracy"], "mean_steps": evaluation["mean_steps"], "max_steps": config.max_steps,
             "gate": config.gate, "epochs": state["epoch"],
             **{key: evaluation[key] for key in ("family_accuracy", "family_steps", "family_questions",
                                                 "type_accuracy", "type_steps", "steps_histogram", "questions")},
@@ -443,17 +446,17 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, context: Cont
                          f"({context.world}): each takes batch_size / {context.world} questions per step")
     bf16 = config.bf16 and device.type == "cuda"
     vocab, train_set, val_set = load_data(config, context)
-    path = folder / CHECKPOINT if folder is not None else None
-    saved = checkpoint.load(path, config.comparable()) if path is not None else None
-    if saved is not None and saved["epoch"] > config.epochs:
-        raise ValueError(f"epochs ({config.epochs}) is fewer than the {saved['epoch']} epochs the checkpoint "
-                         f"{path} already holds; ask for epochs >= {saved['epoch']} or use another checkpoint_dir")
+    trainer = Trainer(folder / CHECKPOINT if folder is not None else None, config.comparable(),
+                      total=config.epochs, unit="epoch", eval_every=1, is_main=context.is_main,
+                      progress=progress, description=config.name(),
+                      extra_state={"world_size": context.world, "evaluation": None})
+    saved = trainer.saved
 
     torch.manual_seed(config.seed)
     model_args = _model_args(config, vocab, train_set.features.shape[1])
     mac = MAC(**model_args).to(device)
-    if config.steps > mac.max_steps:
-        raise ValueError(f"steps (L = {config.steps}) exceeds the model's max_steps ({mac.max_steps})")
+    if config.max_steps > mac.max_steps:
+        raise ValueError(f"max_steps (L = {config.max_steps}) exceeds the model's max_steps ({mac.max_steps})")
     init = None
     if saved is None and config.init_from is not None:
         init = _initialise_from(mac, config.init_from, vocab)
@@ -461,24 +464,22 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, context: Cont
     optimizer = torch.optim.Adam(mac.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=config.plateau_factor,
                                                            patience=config.plateau_patience)
-    state = {"epoch": 0, "curve": [], "seconds": 0.0, "world_size": context.world, "evaluation": None}
     if saved is not None:
         mac.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         init = saved.get("init")
-        state = {key: saved[key] for key in state}
 
     net = Unrolled(mac, config.halting(), bf16)
     if context.distributed:
         # Some parameters get no gradient in some steps: ACT stops once the whole batch has
         # halted (the later steps' question projections go unused, and differently on each
         # rank), "fixed" never uses the halting unit, L < model_steps never uses the last
-        # projections. DDP must then search the graph for them every step; DACT with
-        # L = model_steps uses everything and skips that search. (A wrong guess is loud: DDP
-        # raises at the next step, it never averages wrongly.)
-        unused = config.method != "dact" or config.steps < mac.max_steps
+        # projections. DDP must then search the graph for them every step; a rule that uses
+        # every step (DACT, PACT, PonderNet) with L = model_steps uses everything and skips
+        # that search. (A wrong guess is loud: DDP raises at the next step, it never averages wrongly.)
+        unused = not config.halting().rule.uses_every_step or config.max_steps < mac.max_steps
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
                                       find_unused_parameters=unused)
     per_rank = config.batch_size // context.world
@@ -490,31 +491,32 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, context: Cont
     val_loader = dataset.make_loader(Subset(val_set, val_rows), batch_size=per_rank, shuffle=False,
                                      num_workers=config.workers)
 
-    def save():
-        if path is not None and context.is_main:
-            checkpoint.save(path, {"config": config.comparable(), "run": asdict(config), **state,
-                                   "model": mac.state_dict(), "ema": ema.state_dict(),
-                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                   "model_args": model_args, "vocab": vocab.to_json(), "init": init})
-
-    started = time.perf_counter() - state["seconds"]
-    for epoch in range(state["epoch"], config.epochs):
+    def train_unit(epoch: int) -> dict:
+        """One epoch; the curve point's training half (the learning rate it used, its means)."""
         lr = optimizer.param_groups[0]["lr"]
-        point = {"epoch": epoch + 1, "lr": lr}
-        point.update(_train_epoch(net, mac, ema, optimizer, train_loader, config, context, epoch, progress))
+        return {"lr": lr, **_train_epoch(net, mac, ema, optimizer, train_loader, config, context, epoch, progress)}
+
+    def evaluate_epoch(point: dict) -> dict:
+        """Evaluate the EMA model, let the schedule see its accuracy; the whole curve point."""
         evaluation = evaluate(ema, val_loader, config.halting(), vocab, context, bf16)
         distributed.check_in_sync(mac, context)
         scheduler.step(evaluation["accuracy"])
-        point.update(val_accuracy=evaluation["accuracy"], val_mean_steps=evaluation["mean_steps"],
-                     seconds=time.perf_counter() - started)
-        state.update(epoch=epoch + 1, curve=state["curve"] + [point], seconds=point["seconds"],
-                     evaluation=evaluation, world_size=context.world)
-        save()
+        trainer.state.update(evaluation=evaluation, world_size=context.world)
+        point = {**point, "val_accuracy": evaluation["accuracy"], "val_mean_steps": evaluation["mean_steps"],
+                 "seconds": trainer.elapsed()}
         if progress and context.is_main:
-            tqdm.write(f"{config.name()} epoch {epoch + 1}: train loss {point['train_loss']:.4f}, "
+            tqdm.write(f"{config.name()} epoch {trainer.done}: train loss {point['train_loss']:.4f}, "
                        f"val accuracy {point['val_accuracy']:.4f}, val steps {point['val_mean_steps']:.2f}")
+        return point
+
+    def payload() -> dict:
+        return {"run": asdict(config), "model": mac.state_dict(), "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "model_args": model_args, "vocab": vocab.to_json(), "init": init}
+
+    state = trainer.run(train_unit, evaluate_epoch, payload)
     if state["evaluation"] is None:                  # epochs >= 1, so only a checkpoint from elsewhere
-        raise ValueError(f"the checkpoint {path} holds no evaluation; delete it and train again")
+        raise ValueError(f"the checkpoint {trainer.path} holds no evaluation; delete it and train again")
     row = _row(config, state, state["evaluation"], context, init)
     if folder is not None and context.is_main:
         results.write(folder / RESULT, asdict(config), [row])
@@ -542,42 +544,30 @@ def load_trained(path: str | os.PathLike, device: str = "cpu") -> tuple[MAC, Mac
 
 _HELP = {
     "data_root": "dataset folder, e.g. data/mini-clevr or data/CLEVR_v1.0",
-    "method": "fixed, act or dact (the gated MAC: fixed with --gate)",
-    "steps": "L, the most reasoning steps", "tau": "ponder penalty weight",
-    "model_steps": "steps the model has parameters for (default: --steps)",
+    "method": "the halting method; the paper compares fixed, act and dact (the gated MAC: fixed with --gate)",
+    "max_steps": "L, the most reasoning steps", "tau": "ponder penalty weight",
+    "model_steps": "steps the model has parameters for (default: --max-steps)",
     "dropout": 'JSON drop probabilities, e.g. \'{"memory": 0.15}\' (default: the paper\'s)',
     "batch_size": "questions per optimiser step over all processes",
     "init_from": "checkpoint.pt whose EMA weights start the model (fine-tuning)",
     "max_train_batches": "stop each epoch after this many batches (quick runs)",
     "bf16": "bfloat16 autocast on CUDA (ignored on the CPU)",
 }
-_OPTIONAL_TYPES = {"model_steps": int, "init_from": str, "max_train_batches": int, "dropout": json.loads}
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m adaptive.clevr.train",
                                      description="Train MAC (fixed steps, ACT or DACT) on (mini-)CLEVR; "
                                                  "under torchrun, data-parallel.")
-    for field in fields(MacConfig):
-        flag = "--" + field.name.replace("_", "-")
-        help_text = _HELP.get(field.name, "")
-        if field.name == "data_root":
-            parser.add_argument(flag, required=True, help=help_text)
-        elif isinstance(field.default, bool):
-            parser.add_argument(flag, action="store_true", help=help_text)
-        else:
-            kind = _OPTIONAL_TYPES.get(field.name) or type(field.default)
-            if "default" not in help_text:
-                help_text = f"{help_text} (default {field.default})".strip()
-            parser.add_argument(flag, type=kind, default=field.default, help=help_text,
-                                choices=METHODS if field.name == "method" else None)
+    cli.add_config_arguments(parser, MacConfig, help_texts=_HELP, choices={"method": loop.METHODS},
+                             parsers={"dropout": json.loads})
     parser.add_argument("--checkpoint-dir", default=None,
                         help="folder of this run's checkpoint.pt and result.json (default: build/clevr/<name>)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = vars(parser.parse_args(argv))
-    checkpoint_dir, threads, quiet = args.pop("checkpoint_dir"), args.pop("threads"), args.pop("quiet")
-    config = MacConfig(**args)
+    checkpoint_dir, threads, quiet = args["checkpoint_dir"], args["threads"], args["quiet"]
+    config = cli.config_from(MacConfig, args)
     if threads is not None:
         torch.set_num_threads(_checks.positive_int("threads", threads))
     folder = Path(checkpoint_dir) if checkpoint_dir else Path("build") / "clevr" / config.name()

@@ -1,13 +1,13 @@
-"""Benchmark: images per second of plain, ACT, SACT and PSACT ResNets, training and evaluation.
+"""Benchmark: images per second of fixed (plain), ACT, SACT and PSACT ResNets, training and evaluation.
 
 For each method the table gives:
 
-* training images/s: one SGD step (forward, loss, backward, update) on a batch, in the
+* training images/s: one SGD update (forward, loss, backward, optimiser) on a batch, in the
   method's training mode (every unit runs, the residual multiplied by the mask);
 * evaluation images/s, dense (every unit computed, inactive positions masked) and sparse
   (``sparse=True``: only active positions computed, see ``adaptive.spatial``), with the
   FLOPs of that evaluation as a share of the plain network's;
-* the projected time of the SACT recipe's 100,000 training steps at this batch size.
+* the projected time of the SACT recipe's 100,000 optimiser updates at this batch size.
 
 Untrained halting units compute everything (their bias starts at -3), which would measure
 only the overhead. With ``--halting-bias B`` every halting unit gets bias B and random
@@ -25,23 +25,22 @@ import json
 import statistics
 
 import torch
-import torch.nn.functional as F
 
 from .. import _checks
-from ..infra.benchmarking import median_seconds, timed
+from ..infra.benchmarking import timed
 from ..numerics import flush_denormals
 from . import halting as spatial
 from .resnet import cifar_resnet
 
-METHODS = ("plain", "act", "sact", "psact")
-RECIPE_STEPS = 100_000
+METHODS = ("fixed", "act", "sact", "psact")
+RECIPE_UPDATES = 100_000
 
 
 def build(method: str, depth: int, halting_bias: float | None, seed: int = 0) -> spatial.AdaptiveResNet:
     """A ``depth`` CIFAR ResNet under ``method``; halting units set to ``halting_bias`` if given."""
     torch.manual_seed(seed)
     model = spatial.AdaptiveResNet(cifar_resnet(depth, 10), spatial.SpatialHalting(method, tau=0.01))
-    if method != "plain" and halting_bias is not None:
+    if method != "fixed" and halting_bias is not None:
         generator = torch.Generator().manual_seed(seed)
         for block in model.halting_units:
             for unit in block:
@@ -68,7 +67,7 @@ def measure(depth: int = 110, batch: int = 128, device: str = "cpu", bf16: bool 
     optimizers = {m: torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) for m, model in models.items()}
     sample = torch.Generator(device=device).manual_seed(seed)
 
-    def train_step(method):
+    def train_update(method):
         model = models[method].train()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = model(images, labels, generator=sample).loss
@@ -79,11 +78,11 @@ def measure(depth: int = 110, batch: int = 128, device: str = "cpu", bf16: bool 
     def evaluate(method, sparse):
         model = models[method].eval()
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            return model(images, sparse=sparse and method != "plain", generator=sample)
+            return model(images, sparse=sparse and method != "fixed", generator=sample)
 
     tasks = {}
     for method in methods:
-        tasks[(method, "train")] = lambda m=method: train_step(m)
+        tasks[(method, "train")] = lambda m=method: train_update(m)
         tasks[(method, "dense")] = lambda m=method: evaluate(m, False)
         tasks[(method, "sparse")] = lambda m=method: evaluate(m, True)
     for fn in tasks.values():                     # warm-up (allocations, kernels)
@@ -101,7 +100,7 @@ def measure(depth: int = 110, batch: int = 128, device: str = "cpu", bf16: bool 
                      "eval_dense_images_per_s": batch / seconds["dense"],
                      "eval_sparse_images_per_s": batch / seconds["sparse"],
                      "eval_flops_ratio": out.flops.mean().item() / models[method].plain_flops,
-                     "projected_recipe_hours": RECIPE_STEPS * seconds["train"] / 3600})
+                     "projected_recipe_hours": RECIPE_UPDATES * seconds["train"] / 3600})
     config = dict(depth=depth, batch=batch, device=str(device), bf16=use_bf16, repeats=repeats,
                   halting_bias=halting_bias, seed=seed, torch=torch.__version__)
     if device.type == "cuda":
@@ -112,7 +111,7 @@ def measure(depth: int = 110, batch: int = 128, device: str = "cpu", bf16: bool 
 def markdown(result: dict) -> str:
     """The result as a markdown table."""
     lines = ["| method | train img/s | eval dense img/s | eval sparse img/s | eval FLOPs / plain | "
-             f"{RECIPE_STEPS:,} steps (h) |", "|---|---|---|---|---|---|"]
+             f"{RECIPE_UPDATES:,} updates (h) |", "|---|---|---|---|---|---|"]
     for row in result["rows"]:
         lines.append(f"| {row['method']} | {row['train_images_per_s']:.0f} | {row['eval_dense_images_per_s']:.0f} | "
                      f"{row['eval_sparse_images_per_s']:.0f} | {row['eval_flops_ratio']:.3f} | "

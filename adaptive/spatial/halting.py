@@ -48,10 +48,10 @@ from torch import nn
 
 from .. import _checks, act, pact
 from . import flops
-from .sparse import apply_unit
 from .resnet import PreActResNet
+from .sparse import apply_unit
 
-METHODS = ("plain", "act", "sact", "psact")
+METHODS = ("fixed", "act", "sact", "psact")
 ESTIMATORS = ("relaxed", "reinforce")
 EVAL_MODES = ("act",) + pact.MODES      # "act": the cumulative rule of ACT / SACT
 HALTING_BIAS = -3.0                      # SACT code: halting logits start at sigmoid(-3) = 0.047
@@ -62,8 +62,8 @@ class SpatialHalting:
     """Which spatial mechanism a network runs, and its hyper-parameters.
 
     Attributes:
-        method: ``"plain"`` (every unit everywhere), ``"act"`` (ACT per block and image),
-            ``"sact"`` or ``"psact"``.
+        method: ``"fixed"`` (the plain network: every unit everywhere), ``"act"`` (ACT per
+            block and image), ``"sact"`` or ``"psact"``.
         tau: penalty weight >= 0 on the ponder cost summed over blocks (each block's
             cost averaged over its positions: PSACT's ``tau / (H W)``).
         eps: ACT / SACT threshold slack, in (0, 1).
@@ -107,6 +107,11 @@ class SpatialHalting:
         if self.eval_mode is not None:
             return self.eval_mode
         return "thresholded" if self.method == "psact" else "act"
+
+    @property
+    def penalty_name(self) -> str | None:
+        """What ``tau`` weighs is called in the papers (None: the fixed network has no penalty)."""
+        return None if self.method == "fixed" else "tau"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -181,7 +186,7 @@ class SpatialOutput:
     def units(self) -> torch.Tensor:
         """(B,) float: units per position, averaged over positions and summed over blocks."""
         if not self.blocks:
-            raise ValueError("a plain network has no per-position units")
+            raise ValueError("a fixed network (the plain ResNet, method 'fixed') has no per-position units")
         return sum(block.units.float().mean(dim=(1, 2)) for block in self.blocks)
 
 
@@ -306,7 +311,7 @@ class AdaptiveResNet(nn.Module):
 
     Args:
         resnet: the base network (``adaptive.spatial.resnet.cifar_resnet`` / ``imagenet_resnet``).
-        halting: the mechanism; ``"plain"`` adds nothing.
+        halting: the mechanism; ``"fixed"`` adds nothing.
         input_size: (channels, height, width) of the images, for the FLOP counts.
     """
 
@@ -320,7 +325,7 @@ class AdaptiveResNet(nn.Module):
         parts = flops.flops_by_part(resnet, input_size)
         self.fixed_flops = parts["stem"] + parts["head"] + sum(block[0] for block in parts["units"])
         self.plain_flops = self.fixed_flops + sum(sum(block[1:]) for block in parts["units"])
-        if halting.method != "plain":
+        if halting.method != "fixed":
             spatial = halting.method != "act"
             self.halting_units = nn.ModuleList(
                 nn.ModuleList(HaltingUnit(block[-1].residual_convs()[-1].out_channels, spatial)
@@ -351,7 +356,7 @@ class AdaptiveResNet(nn.Module):
             raise ValueError("sparse=True computes only active positions, with the batch norms' "
                              "running statistics and no gradient; call model.eval() and run it "
                              "under torch.no_grad()")
-        if halting.method == "plain":
+        if halting.method == "fixed":
             logits = self.resnet(images)
             out = SpatialOutput(logits=logits, flops=torch.full(
                 (images.shape[0],), float(self.plain_flops), dtype=torch.float64, device=images.device))

@@ -1,16 +1,17 @@
-"""Training plain, ACT, SACT and PSACT ResNets: generated objects on a CPU, CIFAR-10 on GPUs.
+"""Training fixed (plain), ACT, SACT and PSACT ResNets: generated objects on a CPU, CIFAR-10 on GPUs.
 
-The recipe is the SACT code's CIFAR recipe (``targets.md``): SGD with momentum 0.9, weight
-decay 2e-4, batch 128, the learning rate divided by 10 at 60 %, 75 % and 90 % of the steps
-(60k/75k/90k of 100k), pad-4 random crops and horizontal flips on CIFAR-10. PSACT trained
+The recipe is the CIFAR recipe of the SACT authors' code: SGD with momentum 0.9, weight
+decay 2e-4, batch 128, the learning rate divided by 10 at 60 %, 75 % and 90 % of the
+optimiser updates (60k/75k/90k of 100k), pad-4 random crops and horizontal flips on CIFAR-10. PSACT trained
 with REINFORCE uses Adam at 1e-3 with the same schedule and an exponential-moving-average
 reward baseline with decay 0.99 (PSACT sec. 6). The generated objects (``adaptive.spatial.objects``)
 get flips only: a crop would move the objects away from their masks.
 
 A run is a ``SpatialConfig``; ``train(config, checkpoint_dir)`` writes an atomic checkpoint at
-every evaluation and at the end, resumes from it (a run stopped at step s continues at s, with
-the same batches, since the batches of an epoch depend only on (seed, epoch)), and refuses a
-checkpoint made with another configuration, listing the differences. Under
+every evaluation and at the end, resumes from it (a run stopped after update u continues with
+update u + 1, with the same batches, since the batches of an epoch depend only on (seed,
+epoch)), and refuses a checkpoint made with another configuration, listing the differences
+(``adaptive.infra.trainer.Trainer`` runs the updates as its units). Under
 ``torchrun --nproc_per_node=N -m adaptive.spatial.train ...`` every rank takes its share of
 each batch and DistributedDataParallel averages the gradients (NCCL on GPUs, Gloo on the CPU).
 On CUDA with ``bf16=True`` the network runs under bfloat16 autocast; the halting rules run in
@@ -20,21 +21,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, fields
-from multiprocessing import get_context
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .. import _checks
-from ..infra import checkpoint, distributed, results, seeding
+from ..infra import cli, distributed, pool, results, seeding
+from ..infra.trainer import Trainer
 from ..numerics import flush_denormals
-from . import cifar, halting as spatial, objects as spatial_data
+from . import cifar
+from . import halting as spatial
+from . import objects as spatial_data
 from .resnet import cifar_resnet, cifar_units
 
 DATASETS = ("objects", "cifar10")
@@ -47,8 +47,8 @@ RESULT = "result.json"
 class SpatialConfig:
     """Everything that defines one training run (recorded in every result).
 
-    ``steps`` counts optimiser updates; ``milestones`` are the fractions of ``steps`` at
-    which the learning rate is divided by 10. ``eval_modes`` lists the halting rules the
+    ``updates`` counts optimiser updates; ``milestones`` are the fractions of ``updates``
+    at which the learning rate is divided by 10. ``eval_modes`` lists the halting rules the
     test set is evaluated with at every evaluation (empty: the method's default rule only).
     """
 
@@ -61,7 +61,7 @@ class SpatialConfig:
     train_size: int = 6000            # generated objects only
     test_size: int = 1200             # generated objects only
     batch_size: int = 128
-    steps: int = 100_000
+    updates: int = 100_000
     optimizer: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
@@ -82,7 +82,7 @@ class SpatialConfig:
         self.halting()                                  # method, tau, eps, temperature, ...
         _checks.choice("dataset", self.dataset, DATASETS)
         cifar_units(self.depth)                         # depth = 6n + 2
-        for name in ("train_size", "test_size", "batch_size", "steps", "eval_every"):
+        for name in ("train_size", "test_size", "batch_size", "updates", "eval_every"):
             _checks.positive_int(name, getattr(self, name))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
@@ -93,7 +93,7 @@ class SpatialConfig:
         _checks.open_unit("baseline_decay", self.baseline_decay)
         if any(not isinstance(m, (int, float)) or not 0 < m < 1 for m in self.milestones) \
                 or list(self.milestones) != sorted(self.milestones):
-            raise ValueError(f"milestones must be increasing fractions of the steps in (0, 1), "
+            raise ValueError(f"milestones must be increasing fractions of the updates in (0, 1), "
                              f"got {self.milestones!r}")
         for mode in self.eval_modes:
             self.halting(mode)
@@ -111,13 +111,13 @@ class SpatialConfig:
 
     @property
     def modes(self) -> tuple[str, ...]:
-        if self.method == "plain":
-            return ("plain",)
+        if self.method == "fixed":
+            return ("fixed",)
         return self.eval_modes or (self.halting().default_eval_mode,)
 
-    def learning_rate(self, step: int) -> float:
-        """The step's learning rate: ``lr`` divided by 10 at each milestone passed."""
-        passed = sum(step >= round(m * self.steps) for m in self.milestones)
+    def learning_rate(self, update: int) -> float:
+        """The learning rate of update ``update`` (0-based): ``lr`` divided by 10 at each milestone passed."""
+        passed = sum(update >= round(m * self.updates) for m in self.milestones)
         return self.lr * 0.1 ** passed
 
     def as_dict(self) -> dict:
@@ -172,7 +172,7 @@ def evaluate(model: spatial.AdaptiveResNet, images: torch.Tensor, labels: torch.
     """Accuracy, FLOPs and units of ``model`` on a test set, halting with ``mode``.
 
     Args:
-        mode: a halting rule of ``spatial.EVAL_MODES`` (None or "plain": the default).
+        mode: a halting rule of ``spatial.EVAL_MODES`` (None or "fixed": the default).
         normalize: applied to each batch of images.
         masks: (N, 32, 32) object masks: adds ``coverage_auc``/``coverage_ratio`` per block.
         sparse: compute only active positions.
@@ -185,7 +185,7 @@ def evaluate(model: spatial.AdaptiveResNet, images: torch.Tensor, labels: torch.
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    mode = None if mode in (None, "plain") else mode
+    mode = None if mode in (None, "fixed") else mode
     correct, loss, flops_sum, units, max_units, maps = 0, 0.0, 0.0, 0.0, 0.0, []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device)
@@ -270,8 +270,10 @@ def train(config: SpatialConfig, checkpoint_dir: str | Path | None = None, devic
     """Train one configuration; return its results row (also written to ``result.json``).
 
     The row holds ``results.REQUIRED`` (accuracy and mean_steps of the method's default
-    rule; steps are residual units per position summed over blocks), the FLOPs, one
-    evaluation per rule of ``config.modes``, the learning curve and the config.
+    rule; steps are residual units per position summed over blocks, so ``max_steps`` is
+    the most a position may take, every unit of every block, and ``observed_max_steps``
+    the most one took on the test set), the FLOPs, one evaluation per rule of
+    ``config.modes``, the learning curve and the config.
     """
     if not isinstance(config, SpatialConfig):
         raise ValueError(f"config must be a SpatialConfig, got {type(config).__name__}")
@@ -295,49 +297,38 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
         _initialise_from(model, config.init_from)
     optimizer = _optimizer(config, model)
     baseline = RewardBaseline(config.baseline_decay) if config.estimator == "reinforce" else None
-    state = {"step": 0, "curve": [], "seconds": 0.0, "baseline": None}
-    path = None if folder is None else folder / CHECKPOINT
-    if path is not None:
-        saved = checkpoint.load(path, config.as_dict())
-        if saved is not None:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            state = saved["state"]
-            if baseline is not None:
-                baseline.value = state["baseline"]
+    trainer = Trainer(None if folder is None else folder / CHECKPOINT, config.as_dict(), total=config.updates,
+                      eval_every=config.eval_every, is_main=context.is_main, progress=progress,
+                      description=f"{config.method} tau={config.tau:g}")
+    if trainer.saved is not None:
+        model.load_state_dict(trainer.saved["model"])
+        optimizer.load_state_dict(trainer.saved["optimizer"])
+        if baseline is not None:
+            baseline.value = trainer.saved["baseline"]
     net = model
     if context.distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     batches = cifar.Batches(data.train_images, data.train_labels, batch_size=config.batch_size,
                             seed=config.seed, drop_last=True, transform=data.train_transform)
     per_epoch = len(batches)
-    generator = torch.Generator(device=device)     # re-seeded every step: resumes draw the same samples
-
-    def save():
-        if path is not None and context.is_main:
-            state["baseline"] = None if baseline is None else baseline.value
-            checkpoint.save(path, {"config": config.as_dict(), "model": model.state_dict(),
-                                   "optimizer": optimizer.state_dict(), "state": state})
+    generator = torch.Generator(device=device)     # re-seeded every update: resumes draw the same samples
+    stream = batches.stream(start_epoch=trainer.done // per_epoch)
+    for _ in range(trainer.done % per_epoch):       # the batches already used this epoch
+        next(stream)
 
     def test(mode):
         return evaluate(model, data.test_images, data.test_labels, mode, normalize=data.normalize,
                         masks=data.test_masks, seed=config.seed)
 
-    bar = tqdm(total=config.steps, initial=state["step"], disable=not (progress and context.is_main),
-               desc=f"{config.method} tau={config.tau:g}", leave=False)
-    stream = batches.stream(start_epoch=state["step"] // per_epoch)
-    for _ in range(state["step"] % per_epoch):        # the batches already used this epoch
-        next(stream)
-    started, first_step = time.perf_counter() - state["seconds"], state["step"]
-    model.train()
-    while state["step"] < config.steps:
+    def train_unit(update: int) -> spatial.SpatialOutput:
+        """Optimiser update ``update`` (0-based) on this rank's share of the next batch; its output."""
         images, labels = next(stream)
         share = slice(context.rank * config.batch_size // context.world,
                       (context.rank + 1) * config.batch_size // context.world)
         images, labels = images[share].to(device), labels[share].to(device)
         for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate(state["step"])
-        generator.manual_seed(seeding.legacy_derive_seed(config.seed, context.rank, state["step"]))
+            group["lr"] = config.learning_rate(update)
+        generator.manual_seed(seeding.legacy_derive_seed(config.seed, context.rank, update))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"):
             out = net(images, labels, generator=generator)
             reward_baseline = None
@@ -345,31 +336,33 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
                 reward_baseline = baseline.update(reward(out.logits, labels).mean().item())
             loss = objective(out, labels, reward_baseline)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {state['step']}; lower lr "
-                                     f"(now {config.learning_rate(state['step'])}) or tau")
+            raise FloatingPointError(f"the loss became {loss.item()} at update {update}; lower lr "
+                                     f"(now {config.learning_rate(update)}) or tau")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        state["step"] += 1
-        bar.update(1)
-        if state["step"] % config.eval_every == 0 or state["step"] == config.steps:
-            point = {"step": state["step"], "train_loss": out.task_loss.item(),
-                     "lr": config.learning_rate(state["step"] - 1)}
-            for mode in config.modes:
-                row = test(mode)
-                point[mode] = {key: row[key] for key in ("accuracy", "loss", "flops_ratio", "mean_units")}
-            state["curve"].append(point)
-            state["seconds"] = time.perf_counter() - started
-            bar.set_postfix(acc=f"{point[config.modes[0]]['accuracy']:.3f}")
-            save()
-    bar.close()
-    if state["step"] > first_step:                     # a finished run read back keeps its time
-        state["seconds"] = time.perf_counter() - started
-        save()
+        return out
+
+    def evaluate_point(out: spatial.SpatialOutput) -> dict:
+        """The last update's training loss and learning rate, and the test set under every mode."""
+        point = {"train_loss": out.task_loss.item(), "lr": config.learning_rate(trainer.done - 1)}
+        for mode in config.modes:
+            row = test(mode)
+            point[mode] = {key: row[key] for key in ("accuracy", "loss", "flops_ratio", "mean_units")}
+        return point
+
+    def payload() -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "baseline": None if baseline is None else baseline.value}
+
+    model.train()
+    state = trainer.run(train_unit, evaluate_point, payload)
     evaluations = {mode: test(mode) for mode in config.modes}
     main = evaluations[config.modes[0]]
-    row = {"method": config.method, "tau": config.tau, "seed": config.seed,
-           "accuracy": main["accuracy"], "mean_steps": main["mean_units"], "max_steps": main["max_units"],
+    row = {"method": config.method, "tau": config.tau, "penalty_name": config.halting().penalty_name,
+           "seed": config.seed,
+           "accuracy": main["accuracy"], "mean_steps": main["mean_units"],
+           "max_steps": sum(len(block) for block in model.resnet.blocks), "observed_max_steps": main["max_units"],
            "flops": main["flops"], "flops_ratio": main["flops_ratio"], "eval_mode": config.modes[0],
            "evaluations": evaluations, "curve": state["curve"], "train_seconds": state["seconds"],
            "world_size": context.world, "config": config.as_dict()}
@@ -378,23 +371,18 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
     return row
 
 
-def _train_quietly(args) -> dict:
-    config, folder = args
-    torch.set_num_threads(1)                   # one core per worker process
-    return train(config, folder, progress=False)
-
-
 def train_many(runs: list[tuple[SpatialConfig, str | Path]], workers: int = 1) -> list[dict]:
-    """Train several (config, checkpoint_dir) pairs on the CPU, ``workers`` processes at a time.
+    """Train several (config, checkpoint_dir) pairs on the CPU, ``workers`` processes at a time
+    (``adaptive.infra.pool``).
 
     Rows come back in the order of ``runs``; finished runs are read from their checkpoints.
     """
-    _checks.positive_int("workers", workers)
-    runs = [(config, str(folder)) for config, folder in runs]
-    if workers == 1 or len(runs) == 1:
-        return [train(config, folder, progress=False) for config, folder in tqdm(runs, desc="runs")]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(tqdm(pool.map(_train_quietly, runs), total=len(runs), desc="runs"))
+    return pool.map_in_processes(_train_quietly, [(config, str(folder)) for config, folder in runs], workers)
+
+
+def _train_quietly(run: tuple[SpatialConfig, str]) -> dict:
+    config, folder = run
+    return train(config, folder, progress=False)
 
 
 def _initialise_from(model: spatial.AdaptiveResNet, path: str) -> None:
@@ -450,16 +438,10 @@ def gradient_variance(model: spatial.AdaptiveResNet, images: torch.Tensor, label
     return torch.stack(grads).double().var(dim=0).sum().item()
 
 
-def _config_from(values: dict) -> SpatialConfig:
-    """A ``SpatialConfig`` from a dict whose tuples may have become lists (JSON, argparse)."""
-    return SpatialConfig(**{key: tuple(value) if isinstance(value, list) else value
-                            for key, value in values.items()})
-
-
 def load_trained(path: str | Path, device: str = "cpu") -> tuple[spatial.AdaptiveResNet, SpatialConfig]:
     """The model and configuration of a checkpoint written by ``train``, in evaluation mode."""
     payload = torch.load(Path(path), map_location=device, weights_only=False)
-    config = _config_from(payload["config"])
+    config = cli.config_from(SpatialConfig, payload["config"])
     model = build(config).to(device)
     model.load_state_dict(payload["model"])
     return model.eval(), config
@@ -467,26 +449,28 @@ def load_trained(path: str | Path, device: str = "cpu") -> tuple[spatial.Adaptiv
 
 # ----------------------------------------------------------------------------- command line
 
+_HELP = {
+    "method": "fixed (the plain network), act, sact or psact", "tau": "ponder penalty weight",
+    "updates": "optimiser updates", "milestones": "fractions of the updates at which lr is divided by 10",
+    "eval_every": "updates between evaluations", "eval_modes": "halting rules to evaluate with",
+    "patch": "n: one latent variable per n x n positions (PSACT)",
+    "init_from": "checkpoint.pt whose ResNet weights start the model (fine-tuning)",
+    "bf16": "bfloat16 autocast on CUDA",
+}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m adaptive.spatial.train",
-                                     description="Train a plain, ACT, SACT or PSACT ResNet (see the module docstring).")
-    defaults = SpatialConfig()
-    for item in fields(SpatialConfig):
-        flag = "--" + item.name.replace("_", "-")
-        value = getattr(defaults, item.name)
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
-        elif isinstance(value, tuple):
-            kind = float if item.name == "milestones" else str
-            parser.add_argument(flag, nargs="*", type=kind, default=list(value))
-        else:
-            parser.add_argument(flag, type=type(value), default=value)
+                                     description="Train a fixed, ACT, SACT or PSACT ResNet (see the module docstring).")
+    cli.add_config_arguments(parser, SpatialConfig, help_texts=_HELP,
+                             choices={"method": spatial.METHODS, "dataset": DATASETS, "optimizer": OPTIMIZERS,
+                                      "estimator": spatial.ESTIMATORS, "eval_modes": spatial.EVAL_MODES})
     parser.add_argument("--checkpoint-dir", default=None, help="where checkpoint.pt and result.json go")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = vars(parser.parse_args(argv))
-    folder, device, quiet = args.pop("checkpoint_dir"), args.pop("device"), args.pop("quiet")
-    config = _config_from(args)
+    folder, device, quiet = args["checkpoint_dir"], args["device"], args["quiet"]
+    config = cli.config_from(SpatialConfig, args)
     row = train(config, folder, device=device, progress=not quiet)
     summary = {key: row[key] for key in ("method", "tau", "accuracy", "mean_steps", "flops_ratio")}
     print(json.dumps(summary))

@@ -1,0 +1,201 @@
+"""The shared infrastructure: the trainer skeleton, the command-line builder, the process pool."""
+import argparse
+import functools
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from adaptive.infra import checkpoint, cli, pool
+from adaptive.infra.trainer import Trainer
+
+# ----------------------------------------------------------------------------- the trainer skeleton
+
+class Counter:
+    """A stand-in chapter: one unit adds the next number of a seeded stream to a running sum."""
+
+    def __init__(self, path, total, eval_every=2, checkpoint_every=None, config=None):
+        self.trainer = Trainer(path, config or {"seed": 0}, total=total, eval_every=eval_every,
+                               checkpoint_every=checkpoint_every, progress=False)
+        self.stream = torch.Generator().manual_seed(0)
+        self.sum, self.trained = 0.0, []
+        if self.trainer.saved:
+            self.stream.set_state(self.trainer.saved["stream"])
+            self.sum = self.trainer.saved["sum"]
+
+    def train_unit(self, index):
+        self.trained.append(index)
+        self.sum += torch.rand(1, generator=self.stream).item()
+        return self.sum
+
+    def evaluate(self, report):
+        return {"sum": report}
+
+    def payload(self):
+        return {"stream": self.stream.get_state(), "sum": self.sum}
+
+    def run(self):
+        return self.trainer.run(self.train_unit, self.evaluate, self.payload)
+
+
+def test_evaluates_every_eval_every_units_and_after_the_last():
+    run = Counter(None, total=7, eval_every=3)
+    state = run.run()
+    assert run.trained == list(range(7)) and state["update"] == 7
+    assert [point["update"] for point in state["curve"]] == [3, 6, 7]
+    assert list(state["curve"][0]) == ["update", "sum"]              # the unit count comes first
+
+
+def test_saves_at_every_evaluation_or_every_checkpoint_every_units_and_at_the_end(tmp_path, monkeypatch):
+    saves = []
+    original = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda path, payload: (saves.append(payload["state"]["update"]),
+                                                                    original(path, payload)))
+    Counter(tmp_path / "a.pt", total=7, eval_every=3).run()
+    assert saves == [3, 6, 7]
+    saves.clear()
+    Counter(tmp_path / "b.pt", total=7, eval_every=3, checkpoint_every=2).run()
+    assert saves == [2, 4, 6, 7]                                     # and the end, not saved at 6 again
+    saves.clear()
+    Counter(tmp_path / "c.pt", total=6, eval_every=3, checkpoint_every=3).run()
+    assert saves == [3, 6]                                           # the end was just saved
+
+
+def test_an_interrupted_run_continues_where_it_stopped_to_the_same_result(tmp_path, monkeypatch):
+    straight = Counter(None, total=5).run()
+
+    class Interrupted(Exception):
+        pass
+
+    original = checkpoint.save
+
+    def save_then_stop(path, payload):
+        original(path, payload)
+        raise Interrupted
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint, "save", save_then_stop)
+        with pytest.raises(Interrupted):
+            Counter(tmp_path / "run.pt", total=5).run()                # stops after the save at unit 2
+    resumed = Counter(tmp_path / "run.pt", total=5)
+    assert resumed.trainer.done == 2
+    state = resumed.run()
+    assert resumed.trained == [2, 3, 4]
+    assert state["curve"] == straight["curve"] and state["update"] == 5
+
+
+def test_a_finished_run_trains_nothing_saves_nothing_and_keeps_its_time(tmp_path, monkeypatch):
+    first = Counter(tmp_path / "run.pt", total=4).run()
+    before = (tmp_path / "run.pt").read_bytes()
+    monkeypatch.setattr(checkpoint, "save", lambda *args: pytest.fail("a finished run saved again"))
+    again = Counter(tmp_path / "run.pt", total=4)
+    state = again.run()
+    assert again.trained == [] and state == first and state["seconds"] == first["seconds"] > 0
+    assert (tmp_path / "run.pt").read_bytes() == before
+
+
+def test_a_longer_total_extends_a_finished_run_and_time_accumulates(tmp_path):
+    short = Counter(tmp_path / "run.pt", total=4).run()
+    longer = Counter(tmp_path / "run.pt", total=6)
+    state = longer.run()
+    assert longer.trained == [4, 5] and state["curve"] == Counter(None, total=6).run()["curve"]
+    assert state["seconds"] >= short["seconds"]
+
+
+def test_refuses_another_configuration_or_more_units_than_asked(tmp_path):
+    Counter(tmp_path / "run.pt", total=4, config={"seed": 0, "lr": 0.1}).run()
+    with pytest.raises(ValueError, match=r"(?s)run\.pt.*lr: checkpoint has 0\.1, this run has 0\.2"):
+        Counter(tmp_path / "run.pt", total=4, config={"seed": 0, "lr": 0.2})
+    with pytest.raises(ValueError, match=r"run\.pt already holds 4 updates, more than the 3"):
+        Counter(tmp_path / "run.pt", total=3, config={"seed": 0, "lr": 0.1})
+
+
+def test_extra_state_is_saved_and_restored_and_only_the_main_rank_writes(tmp_path):
+    trainer = Trainer(tmp_path / "run.pt", {}, total=2, unit="epoch", progress=False, extra_state={"best": None})
+    state = trainer.run(lambda index: index, lambda report: {"best": float(report)})
+    assert state["epoch"] == 2 and state["best"] is None and [p["epoch"] for p in state["curve"]] == [1, 2]
+    trainer.state["best"] = 1.0
+    trainer.save(dict)
+    assert Trainer(tmp_path / "run.pt", {}, total=2, unit="epoch").state["best"] == 1.0
+    Trainer(tmp_path / "other.pt", {}, total=1, is_main=False, progress=False).run(lambda i: i, lambda r: {})
+    assert not (tmp_path / "other.pt").exists()
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(total=0), "total"), (dict(total=2, eval_every=0), "eval_every"),
+                                          (dict(total=2, checkpoint_every=0), "checkpoint_every")])
+def test_bad_schedules_name_the_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        Trainer(None, {}, **kwargs)
+
+
+# ----------------------------------------------------------------------------- the command-line builder
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    method: str = "dact"
+    width: int = 8
+    rate: float = 0.5
+    gate: bool = False
+    modes: tuple[str, ...] = ()
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    limit: int | None = None
+    extra: dict | None = None
+
+
+def parse(argv):
+    parser = cli.add_config_arguments(argparse.ArgumentParser(), Example, help_texts={"width": "units"},
+                                      choices={"method": ("act", "dact"), "modes": ("a", "b")},
+                                      parsers={"extra": json.loads})
+    parser.add_argument("--out", default="x")
+    return parser, vars(parser.parse_args(argv))
+
+
+def test_cli_builds_one_flag_per_field_with_the_field_types():
+    _, values = parse(["--name", "n", "--width", "16", "--rate", "0.25", "--gate", "--modes", "a", "b",
+                       "--milestones", "0.6", "--limit", "3", "--extra", '{"memory": 0.1}'])
+    config = cli.config_from(Example, values)
+    assert config == Example("n", "dact", 16, 0.25, True, ("a", "b"), (0.6,), 3, {"memory": 0.1})
+    assert values["out"] == "x"                                       # not a field: left to the caller
+
+
+def test_cli_keeps_the_defaults_and_none():
+    _, values = parse(["--name", "n", "--no-gate"])
+    assert cli.config_from(Example, values) == Example("n")
+
+
+def test_cli_help_names_the_defaults(capsys):
+    parser, _ = parse(["--name", "n"])
+    text = " ".join(parser.format_help().split())
+    assert "units (default 8)" in text and "(default (0.5, 0.75))" in text and "--no-gate" in text
+
+
+@pytest.mark.parametrize("argv", [[], ["--name", "n", "--method", "pact"], ["--name", "n", "--modes", "c"],
+                                  ["--name", "n", "--width", "wide"]])
+def test_cli_refuses_missing_required_fields_and_bad_values(argv):
+    with pytest.raises(SystemExit):
+        parse(argv)
+
+
+def test_config_from_turns_lists_back_into_tuples():
+    assert cli.config_from(Example, {"name": "n", "modes": ["a"], "milestones": [0.1]}).modes == ("a",)
+
+
+# ----------------------------------------------------------------------------- the process pool
+
+def threads_and_square(number: int) -> tuple[int, int]:
+    return torch.get_num_threads(), number * number
+
+
+def test_pool_keeps_the_order_and_gives_each_worker_one_thread():
+    results = pool.map_in_processes(threads_and_square, [3, 1, 2, 5], workers=2)
+    assert [square for _, square in results] == [9, 1, 4, 25]
+    assert all(threads == 1 for threads, _ in results)
+
+
+def test_pool_of_one_worker_runs_in_this_process():
+    calls = []
+    assert pool.map_in_processes(functools.partial(lambda x, y: calls.append(x) or x + y, y=1), [1, 2]) == [2, 3]
+    assert calls == [1, 2]                                            # a lambda cannot travel to a process
+    with pytest.raises(ValueError, match="workers"):
+        pool.map_in_processes(threads_and_square, [1], workers=0)
