@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from adaptive.infra import checkpoint, cli, pool
+from adaptive.infra import checkpoint, cli, pool, seeding
 from adaptive.infra.trainer import Trainer
 
 # ----------------------------------------------------------------------------- the trainer skeleton
@@ -199,3 +199,20 @@ def test_pool_of_one_worker_runs_in_this_process():
     assert calls == [1, 2]                                            # a lambda cannot travel to a process
     with pytest.raises(ValueError, match="workers"):
         pool.map_in_processes(threads_and_square, [1], workers=0)
+
+
+# ----------------------------------------------------------------------------- seeding
+
+
+def test_derived_seeds_depend_on_every_number_and_their_order():
+    numbers = [(0, 1), (1, 0), (0, 2), (0, 1, 0), (1,), (0,), (0, 0), (5, 3), (5, 3, 0), (5, 3, 0, 0)]
+    seeds = {seeding.derive_seed(*n) for n in numbers}       # trailing zeros matter too
+    assert len(seeds) == len(numbers) and all(0 <= s < 2 ** 64 for s in seeds)
+    assert seeding.derive_seed(3, 7) == seeding.derive_seed(3, 7)
+
+
+def test_generators_from_the_same_numbers_draw_the_same_stream():
+    first, again, other = seeding.generator(5, 2), seeding.generator(5, 2), seeding.generator(5, 3)
+    draws = torch.rand(8, generator=first)
+    assert torch.equal(draws, torch.rand(8, generator=again))
+    assert not torch.equal(draws, torch.rand(8, generator=other))

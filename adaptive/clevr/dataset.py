@@ -126,7 +126,7 @@ class EpochShuffle(Sampler[int]):
 
     def permutation(self, epoch: int) -> torch.Tensor:
         """(n,) int64: the order of epoch ``epoch``."""
-        return torch.randperm(self.n, generator=seeding.legacy_generator(self.seed, epoch))
+        return torch.randperm(self.n, generator=seeding.generator(self.seed, epoch))
 
     def __iter__(self):
         order = self.permutation(self.epoch)

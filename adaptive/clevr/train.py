@@ -364,7 +364,7 @@ def _train_epoch(net: nn.Module, mac: MAC, ema: MAC, optimizer, loader, config: 
                  epoch: int, progress: bool) -> dict:
     """One pass over this rank's shard of the epoch; the epoch's training means (all ranks)."""
     device = context.device
-    torch.manual_seed(seeding.legacy_derive_seed(config.seed, epoch, context.rank))       # dropout of this epoch
+    torch.manual_seed(seeding.derive_seed(config.seed, epoch, context.rank))       # dropout of this epoch
     loader.sampler.set_epoch(epoch)
     mac.train()
     total = len(loader) if config.max_train_batches is None else min(len(loader), config.max_train_batches)

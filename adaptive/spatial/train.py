@@ -328,7 +328,7 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
         images, labels = images[share].to(device), labels[share].to(device)
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate(update)
-        generator.manual_seed(seeding.legacy_derive_seed(config.seed, context.rank, update))
+        generator.manual_seed(seeding.derive_seed(config.seed, context.rank, update))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"):
             out = net(images, labels, generator=generator)
             reward_baseline = None
