@@ -20,7 +20,7 @@ Chapters:
     clevr      -- chapter 5: MAC on mini-CLEVR and CLEVR, with ACT and DACT
     spatial    -- chapter 6: ACT per block, SACT and PSACT on residual networks
 """
-from . import act, dact, loop, pact, parity, pondernet
+from . import act, dact, loop, pact, pondernet
 
-__all__ = ["act", "dact", "loop", "pact", "parity", "pondernet"]
+__all__ = ["act", "dact", "loop", "pact", "pondernet"]
 __version__ = "0.1.0"

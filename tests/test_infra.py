@@ -216,3 +216,35 @@ def test_generators_from_the_same_numbers_draw_the_same_stream():
     draws = torch.rand(8, generator=first)
     assert torch.equal(draws, torch.rand(8, generator=again))
     assert not torch.equal(draws, torch.rand(8, generator=other))
+
+
+def test_the_layers_import_downwards_only():
+    """Chapters import no other chapter, infra no chapter, mechanisms neither loop nor infra;
+    no module imports another module's private name."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "adaptive"
+    chapters = {"parity", "clevr", "spatial"}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts     # ("adaptive", "clevr", "train")
+        here = parts[1] if len(parts) > 2 else None                         # the subpackage, if any
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = parts[:-1]                                               # the module's package
+            if node.level:
+                target = list(base[:len(base) - node.level + 1]) + (node.module.split(".") if node.module else [])
+            else:
+                target = node.module.split(".")
+            if target[0] != "adaptive":
+                continue
+            names = [target[1]] if len(target) > 1 else [alias.name for alias in node.names]
+            for name in names:
+                if name in chapters and here != name:
+                    raise AssertionError(f"{path.relative_to(package.parent)} imports chapter {name}")
+            if here == "infra" or (here is None and parts[-1] in ("act", "dact", "pact", "pondernet")):
+                assert not set(names) & (chapters | {"loop", "benchmark"}), f"{path} imports upwards: {names}"
+            for alias in node.names:
+                assert not alias.name.startswith("_") or alias.name == "_checks", \
+                    f"{path.relative_to(package.parent)} imports the private name {alias.name}"

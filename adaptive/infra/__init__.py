@@ -1,9 +1,14 @@
 """What no chapter owns: the infrastructure every chapter's training and benchmarks share.
 
 Modules:
+    trainer      -- the trainer skeleton: resume, the loop over units, evaluations, checkpoints
     checkpoint   -- atomic checkpoints that refuse a different configuration
     results      -- the results file every training chapter writes
     seeding      -- seeds and generators derived from several numbers
+    cli          -- a command line built from a configuration dataclass
+    pool         -- many small CPU trainings at once, one process per worker
     distributed  -- torchrun process groups, sharding and all-reduced sums
     benchmarking -- device-synchronised timing and the benchmarks' report writer
+
+Nothing here imports a chapter package.
 """
