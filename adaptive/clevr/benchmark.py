@@ -8,7 +8,7 @@ An untrained MAC decides nothing worth timing, so its halting logit is overridde
 (``halting_at_depth``): question i says "halt" from a depth d_i on, drawn uniformly from
 1..L as in ``adaptive.benchmark``, while every step is a real MAC step.
 
-1. Training: questions per second of one optimiser step (forward through
+1. Training: questions per second of one optimiser update (forward through
    ``adaptive.loop.run``, backward, gradient clipping, Adam) for the plain MAC (``fixed``:
    all L steps, loss on the last answer), MAC+ACT and MAC+DACT, each as a ratio to the
    plain MAC, and the projected time of one epoch of CLEVR's 699,989 training questions.

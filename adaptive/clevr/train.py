@@ -72,7 +72,7 @@ class MacConfig:
             (``dropout`` None: the paper's, ``adaptive.clevr.mac.DROPOUT``).
         model_steps: steps the model has parameters for (None: ``max_steps``); >= ``max_steps``.
         epochs: epochs to have trained when ``train`` returns.
-        batch_size: questions per optimiser step, over all processes together.
+        batch_size: questions per optimiser update, over all processes together.
         lr, clip, ema: Adam's learning rate, the gradient-norm limit, the EMA's decay.
         plateau_patience, plateau_factor: the learning rate is multiplied by the factor after
             ``plateau_patience`` + 1 epochs in a row without a new best validation accuracy
@@ -548,7 +548,7 @@ _HELP = {
     "max_steps": "L, the most reasoning steps", "tau": "ponder penalty weight",
     "model_steps": "steps the model has parameters for (default: --max-steps)",
     "dropout": 'JSON drop probabilities, e.g. \'{"memory": 0.15}\' (default: the paper\'s)',
-    "batch_size": "questions per optimiser step over all processes",
+    "batch_size": "questions per optimiser update over all processes",
     "init_from": "checkpoint.pt whose EMA weights start the model (fine-tuning)",
     "max_train_batches": "stop each epoch after this many batches (quick runs)",
     "bf16": "bfloat16 autocast on CUDA (ignored on the CPU)",
