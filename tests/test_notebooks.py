@@ -66,6 +66,19 @@ def test_parameters_cell(repo_root, repo_notebook):
             f"{repo_notebook}: parameters cell has {key} = {values[key]!r}, the default must be {value!r}")
 
 
+def test_papermill_documents_every_parameter(repo_root, repo_notebook):
+    """`papermill --help-notebook` lists every parameter with its type and a one-line description."""
+    import papermill
+
+    values = parameters_cell(read_notebook(repo_root, repo_notebook), repo_notebook)
+    inferred = papermill.inspect_notebook(str(repo_root / "notebooks" / f"{repo_notebook}.ipynb"))
+    missing = [name for name in values if name not in inferred]
+    assert not missing, f"{repo_notebook}: papermill does not see {missing} (an '=' in the comment hides a line)"
+    undocumented = [name for name, about in inferred.items()
+                    if about["inferred_type_name"] in ("None", "Unknown type") or not about["help"].strip()]
+    assert not undocumented, f"{repo_notebook}: give {undocumented} a type annotation and a # description"
+
+
 def test_quick_run_succeeds(quick_runs, toc_notebook, record_property):
     run = quick_runs[toc_notebook]
     assert run.returncode is not None, run.log
