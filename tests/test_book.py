@@ -190,6 +190,18 @@ def test_chapter_pages_have_launch_buttons(static_pages, toc_notebook):
     assert binder in links, f"{doc}: no Binder button to {binder}"
 
 
+def test_chapter_pages_start_with_the_text(static_pages, toc_notebook):
+    """The install, parameters and injected cells are collapsed, the set-up cell's code hidden
+    (book/hide_cells.py), so the first thing a page shows is its prose."""
+    html = page_path(f"notebooks/{toc_notebook}").read_text()
+    assert html.count("tag_hide-cell") >= 3, f"{toc_notebook}: the preliminary cells are not collapsed"
+    assert "tag_hide-input" in html, f"{toc_notebook}: the set-up cell's code is not hidden"
+    first_cell = html.find('class="cell docutils container')
+    first_open_cell = html.find('class="cell docutils container"')
+    assert first_cell == -1 or first_open_cell == -1 or html.find("<p>") < first_open_cell, \
+        f"{toc_notebook}: a visible code cell comes before the first paragraph"
+
+
 def check_figures(doc: str, page: Page, html_file: Path) -> None:
     if Path(doc).name not in FIGURE_CHAPTERS:
         return

@@ -144,3 +144,57 @@ def test_results_json(quick_runs, toc_notebook):
     assert isinstance(results["runs"], list) and results["runs"], f"{path}: 'runs' must be a non-empty list"
     for i, entry in enumerate(results["runs"]):
         check_run(toc_notebook, i, entry)
+
+
+# ----------------------------------------------------------------------------- Colab / Binder
+
+INSTALL_MARKER = "# On Colab or Binder, install the book's package first"
+
+
+def install_cell(repo_root: Path, name: str) -> str:
+    cells = [c for c in read_notebook(repo_root, name).cells if c.cell_type == "code"]
+    assert cells and cells[0].source.startswith(INSTALL_MARKER), \
+        f"{name}: the first code cell must install the package on Colab ({INSTALL_MARKER!r})"
+    return cells[0].source
+
+
+def run_install_cell(source: str, monkeypatch, find_spec):
+    """Execute the cell with importlib's find_spec and subprocess.run replaced; the commands it ran."""
+    import importlib.util
+    import subprocess
+
+    commands = []
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: commands.append((command, kwargs)))
+    exec(compile(source, "install cell", "exec"), {})
+    return commands
+
+
+def test_every_notebook_starts_with_the_same_install_cell(repo_root, repo_notebook):
+    assert install_cell(repo_root, repo_notebook) == install_cell(repo_root, "01_halting_mechanisms")
+
+
+def test_install_cell_installs_this_repository_without_naming_torch(repo_root, monkeypatch):
+    import yaml
+
+    config = yaml.safe_load((repo_root / "book" / "_config.yml").read_text())["repository"]
+    source = install_cell(repo_root, "01_halting_mechanisms")
+
+    def missing(name, *args):
+        raise ModuleNotFoundError(name)
+
+    commands = run_install_cell(source, monkeypatch, missing)
+    assert len(commands) == 1
+    command, kwargs = commands[0]
+    assert command[1:4] == ["-m", "pip", "install"] and kwargs.get("check") is True
+    assert command[-1] == f"adaptive @ git+{config['url']}@{config['branch']}"
+    assert not any("torch" in part for part in command), "the install must leave an existing torch alone"
+
+
+def test_install_cell_is_a_no_op_where_the_package_is_installed(repo_root, monkeypatch):
+    import importlib.util
+
+    source = install_cell(repo_root, "01_halting_mechanisms")
+    assert run_install_cell(source, monkeypatch, importlib.util.find_spec) == []
+    # another package called adaptive (PyPI has one) is not this book's: it has no adaptive.loop
+    assert len(run_install_cell(source, monkeypatch, lambda name, *args: None)) == 1
