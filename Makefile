@@ -6,6 +6,7 @@
 #   make execute         run every notebooks/*.ipynb through papermill (QUICK=1: quick mode)
 #   make html            build the HTML from notebooks already executed (QUICK=1: the quick ones)
 #   make benchmark       python -m adaptive.benchmark $(BENCH_ARGS), e.g. BENCH_ARGS=--quick
+#   make gpu-check       on a CUDA GPU: quick chapters, full-shape bf16 benchmarks, torchrun -> one JSON
 #   make venv            only the environment (also: make install); make clean, make clean-all
 #   make help            this text
 #
@@ -77,10 +78,10 @@ MATHJAX_DIR := book/_static/mathjax
 MATHJAX_STAMP := $(MATHJAX_DIR)/.mathjax-$(MATHJAX_VERSION)
 NPM_DIR := build/npm
 
-.PHONY: help venv install execute html book test lint benchmark mathjax clean clean-all FORCE
+.PHONY: help venv install execute html book test lint benchmark gpu-check mathjax clean clean-all FORCE
 
 help:
-	@sed -n '1,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,16p' Makefile | sed 's/^# \{0,1\}//'
 
 # --- environment ------------------------------------------------------------------------------
 $(VENV)/bin/python:
@@ -157,6 +158,10 @@ lint: $(INSTALL)
 
 benchmark: $(INSTALL)
 	$(PY) -m adaptive.benchmark $(BENCH_ARGS)
+
+# Every GPU measurement in one command (adaptive/infra/gpu_check.py): stops at once without a GPU.
+gpu-check: $(INSTALL)
+	$(PY) -m adaptive.infra.gpu_check --out build/gpu-check
 
 clean:
 	rm -rf build $(MATHJAX_DIR)

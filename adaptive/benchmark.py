@@ -74,10 +74,16 @@ def _seconds(fn, repeats: int) -> list[float]:
 
 @flush_denormals()                  # as training does; see its docstring
 def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: int = 5,
-            device: str = "cpu", seed: int = 0) -> dict:
-    """Run both measurements; returns a dict with the parameters and two tables."""
+            device: str = "cpu", seed: int = 0, bf16: bool = False) -> dict:
+    """Run both measurements; returns a dict with the parameters and two tables.
+
+    ``bf16``: the step under bfloat16 autocast on CUDA (the halting arithmetic stays float32);
+    ignored on the CPU, and the parameters say what ran.
+    """
+    use_bf16 = bf16 and torch.device(device).type == "cuda"
     torch.manual_seed(seed)
     model = WideStep(width).to(device)
+    step = loop.bfloat16_step(model.step, use_bf16)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
     generator = torch.Generator(device=device).manual_seed(seed)
     x = torch.randn(batch, width, device=device)
@@ -87,7 +93,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
     def plain_train():
         state = model.initial_state(x, depth)
         for _ in range(max_steps):
-            logits, _, state = model.step(state)
+            logits, _, state = step(state)
         loss = F.cross_entropy(logits, target)
         optimizer.zero_grad()
         loss.backward()
@@ -98,7 +104,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
         halting = loop.Halting(method, max_steps, tau=0.01)
 
         def fn():
-            out = loop.run(model.step, model.initial_state(x, depth), halting, target=target,
+            out = loop.run(step, model.initial_state(x, depth), halting, target=target,
                            generator=generator)
             optimizer.zero_grad()
             out.loss.backward()
@@ -111,7 +117,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
         result = {}
 
         def fn():
-            result["out"] = loop.run(model.step, model.initial_state(x, depth), halting,
+            result["out"] = loop.run(step, model.initial_state(x, depth), halting,
                                      training=False, generator=generator)
             synchronize(device)
         return fn, result
@@ -131,7 +137,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
                 for n in range(1, max_steps + 1):
                     running = int((steps_taken >= n).sum())
                     if running:
-                        model.step(model.initial_state(x[:running], depth[:running]))
+                        step(model.initial_state(x[:running], depth[:running]))
             synchronize(device)
         return fn
 
@@ -165,7 +171,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
                           "ideal_speedup": ideal, "achievable_speedup": achievable,
                           "realised_speedup": realised, "fraction_of_ideal": realised / ideal,
                           "fraction_of_achievable": realised / achievable})
-    return {"parameters": {"width": width, "batch": batch, "max_steps": max_steps, "repeats": repeats,
+    return {"parameters": {"width": width, "batch": batch, "max_steps": max_steps, "repeats": repeats, "bf16": use_bf16,
                            "device": device, "seed": seed, "threads": torch.get_num_threads()},
             "training": training_rows, "evaluation": eval_rows}
 
@@ -192,13 +198,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=8, help="L, the steps of every run")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the step (CUDA only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="width 256, batch 128, 3 repeats")
     parser.add_argument("--json", default="build/benchmark.json", help="where to write the JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.width, args.batch, args.repeats = 256, 128, 3
-    result = measure(args.width, args.batch, args.max_steps, args.repeats, args.device, args.seed)
+    result = measure(args.width, args.batch, args.max_steps, args.repeats, args.device, args.seed, args.bf16)
     write_report(result, args.json, markdown(result))
 
 

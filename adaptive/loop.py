@@ -141,6 +141,20 @@ def halting_values(halting: Halting, halt_logit: torch.Tensor) -> torch.Tensor:
     return halting.rule.halting_values(halt_logit)
 
 
+def bfloat16_step(step: Step, enabled: bool = True) -> Step:
+    """``step`` run under CUDA's bfloat16 autocast, its logits and halting logit returned in
+    float32, so that the halting arithmetic (products of many h) never runs in bfloat16.
+    With ``enabled=False``, ``step`` itself."""
+    if not enabled:
+        return step
+
+    def in_bfloat16(state):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits, halt_logit, state = step(state)
+        return logits.float(), halt_logit.float(), state
+    return in_bfloat16
+
+
 def select(state: State, rows: torch.Tensor) -> State:
     """Index every tensor of a (nested) state along its batch dimension."""
     if isinstance(state, torch.Tensor):

@@ -41,7 +41,6 @@ from .. import _checks, loop
 from ..infra.benchmarking import halt_from_depth, timed, write_report
 from ..numerics import flush_denormals
 from .mac import MAC
-from .train import float_outputs
 
 CLEVR_TRAIN_QUESTIONS = 699_989
 PAPER_VARIANTS = ("fixed", "act", "dact")      # the DACT paper's comparison: MAC, MAC+ACT, MAC+DACT
@@ -96,7 +95,7 @@ def measure(width: int = 512, batch: int = 64, max_steps: int = 12, feature_shap
                                                             question_length, generator, device)
     depth = torch.randint(1, max_steps + 1, (batch,), generator=generator).to(device)
 
-    step = float_outputs(halting_at_depth(mac), use_bf16)
+    step = loop.bfloat16_step(halting_at_depth(mac), use_bf16)
 
     def start():
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):

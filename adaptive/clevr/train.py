@@ -178,19 +178,6 @@ def _autocast(enabled: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
-def float_outputs(step, bf16: bool):
-    """``step`` run under autocast, its logits returned as float32 so that the halting
-    arithmetic of ``adaptive.loop`` (products of many h) never runs in bfloat16."""
-    if not bf16:
-        return step
-
-    def wrapped(state):
-        with _autocast(True):
-            logits, halt_logit, state = step(state)
-        return logits.float(), halt_logit.float(), state
-    return wrapped
-
-
 class Unrolled(nn.Module):
     """MAC unrolled by ``adaptive.loop.run`` for training: the module that
     ``DistributedDataParallel`` wraps.
@@ -207,7 +194,7 @@ class Unrolled(nn.Module):
     def forward(self, tokens, lengths, features, answers):
         with _autocast(self.bf16):
             state = self.mac.initial_state(tokens, lengths, features)
-        out = loop.run(float_outputs(self.mac.step, self.bf16), state, self.halting, target=answers)
+        out = loop.run(loop.bfloat16_step(self.mac.step, self.bf16), state, self.halting, target=answers)
         return out.loss, out.task_loss, out.penalty, out.probs, out.steps, out.ponder
 
 
@@ -289,7 +276,7 @@ def evaluate(mac: MAC, loader, halting: loop.Halting, vocab: questions.Vocab, co
         tokens, lengths, features, answers, families, qtypes = (t.to(device, non_blocking=True) for t in batch)
         with _autocast(bf16):
             state = mac.initial_state(tokens, lengths, features)
-        out = loop.run(float_outputs(mac.step, bf16), state, halting, training=False)
+        out = loop.run(loop.bfloat16_step(mac.step, bf16), state, halting, training=False)
         hit = (out.probs.argmax(dim=1) == answers).double()                   # (b,)
         used = out.steps.double()                                             # (b,)
         for offset, ids, size in ((0, torch.zeros_like(families), 1), (1, families, F), (1 + F, qtypes, T)):

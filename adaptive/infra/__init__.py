@@ -9,6 +9,7 @@ Modules:
     pool         -- many small CPU trainings at once, one process per worker
     distributed  -- torchrun process groups, sharding and all-reduced sums
     benchmarking -- device-synchronised timing and the benchmarks' report writer
+    gpu_check    -- `make gpu-check`: every GPU measurement of the book, one JSON file
 
 Nothing here imports a chapter package.
 """
