@@ -141,6 +141,7 @@ html: $(MATHJAX_STAMP) $(INSTALL)
 	ln -s $(CURDIR)/adaptive $(SITE_DIR)/src/adaptive
 	for n in $(TOC_NAMES); do cp $(EXEC_DIR)/notebooks/$$n.ipynb $(SITE_DIR)/src/notebooks/; done
 	$(PY) book/hide_cells.py $(SITE_DIR)/src/notebooks/*.ipynb
+	$(PY) book/run_times.py $(SITE_DIR)/src/run_times.md --build build
 	$(BIN)jupyter-book build $(SITE_DIR)/src --path-output $(SITE_DIR) \
 	    --config book/_config.yml --toc $(TOC) --all -W --keep-going
 	@echo "The book: $(CURDIR)/$(SITE_DIR)/_build/html/index.html"
