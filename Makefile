@@ -5,6 +5,9 @@
 #   make lint            ruff check . (style, import order; configured in pyproject.toml)
 #   make execute         run every notebooks/*.ipynb through papermill (QUICK=1: quick mode)
 #   make html            build the HTML from notebooks already executed (QUICK=1: the quick ones)
+#   make html-student    the same book with the exercises' solutions hidden, in $(SITE_DIR)-student
+#                        (make book-student: execute, then html-student)
+#   make handouts        the notebooks without solutions or outputs, in build/handouts/
 #   make benchmark       python -m adaptive.benchmark $(BENCH_ARGS), e.g. BENCH_ARGS=--quick
 #   make gpu-check       on a CUDA GPU: quick chapters, full-shape bf16 benchmarks, torchrun -> one JSON
 #   make venv            only the environment (also: make install); make clean, make clean-all
@@ -81,7 +84,7 @@ NPM_DIR := build/npm
 .PHONY: help venv install execute html book test lint benchmark gpu-check mathjax clean clean-all FORCE
 
 help:
-	@sed -n '1,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,19p' Makefile | sed 's/^# \{0,1\}//'
 
 # --- environment ------------------------------------------------------------------------------
 $(VENV)/bin/python:
@@ -129,6 +132,7 @@ $(MATHJAX_STAMP):
 mathjax: $(MATHJAX_STAMP)
 
 # Builds from whatever executed copies $(EXEC_DIR)/notebooks holds; it executes nothing.
+BOOK_CONFIG ?= book/_config.yml
 html: $(MATHJAX_STAMP) $(INSTALL)
 	@missing=""; for n in $(TOC_NAMES); do \
 	    [ -f $(EXEC_DIR)/notebooks/$$n.ipynb ] || missing="$$missing $$n"; done; \
@@ -143,12 +147,30 @@ html: $(MATHJAX_STAMP) $(INSTALL)
 	$(PY) book/hide_cells.py $(SITE_DIR)/src/notebooks/*.ipynb
 	$(PY) book/run_times.py $(SITE_DIR)/src/run_times.md --build build
 	$(BIN)jupyter-book build $(SITE_DIR)/src --path-output $(SITE_DIR) \
-	    --config book/_config.yml --toc $(TOC) --all -W --keep-going
+	    --config $(BOOK_CONFIG) --toc $(TOC) --all -W --keep-going
 	@echo "The book: $(CURDIR)/$(SITE_DIR)/_build/html/index.html"
 
 book: $(INSTALL)
 	$(MAKE) --no-print-directory execute NOTEBOOKS="$(TOC_NAMES:%=notebooks/%.ipynb)"
 	$(MAKE) --no-print-directory html
+
+# --- for students: the exercises without their solutions (book/handouts.py) -------------------
+.PHONY: html-student book-student handouts
+# The same book with every {solution} hidden (sphinx-exercise's hide_solutions, set in a copy of
+# book/_config.yml), built like `make html` into its own folder, so the full book stays.
+STUDENT_SITE_DIR ?= $(SITE_DIR)-student
+html-student: $(INSTALL)
+	$(PY) book/handouts.py config book/_config.yml $(STUDENT_SITE_DIR)/_config.yml
+	$(MAKE) --no-print-directory html SITE_DIR=$(STUDENT_SITE_DIR) BOOK_CONFIG=$(STUDENT_SITE_DIR)/_config.yml
+
+book-student: $(INSTALL)
+	$(MAKE) --no-print-directory execute NOTEBOOKS="$(TOC_NAMES:%=notebooks/%.ipynb)"
+	$(MAKE) --no-print-directory html-student
+
+# The notebooks of $(NOTEBOOKS) with every {solution} block removed and no outputs, for Jupyter,
+# Colab or Binder.
+handouts: $(INSTALL)
+	$(PY) book/handouts.py notebooks build/handouts $(NOTEBOOKS)
 
 # --- tests and benchmark ----------------------------------------------------------------------
 test: lint $(INSTALL) $(MATHJAX_STAMP)

@@ -4,6 +4,8 @@
 the ``quick_runs`` fixture fills). Static checks read the HTML files; the browser checks load
 every page of the toc in Chromium with name resolution switched off, read the DOM after the
 page's scripts ran (MathJax included) and save a screenshot to build/screenshots/.
+``make html-student QUICK=1`` builds the same book with the solutions hidden into
+build/quick/book-student/_build/html, which must show every exercise and no solution.
 """
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 HTML_DIR = REPO / "build" / "quick" / "book" / "_build" / "html"
+STUDENT_HTML_DIR = REPO / "build" / "quick" / "book-student" / "_build" / "html"   # make html-student
 SCREENSHOTS = REPO / "build" / "screenshots"
 REPOSITORY = "adaptive-computation/adaptive-book"
 BRANCH = "main"
@@ -76,6 +80,7 @@ class Page(HTMLParser):
         self.stylesheets: list[str] = []
         self.images: list[str] = []
         self.links: list[str] = []
+        self.ids: dict[str, set[str]] = {}   # id -> the classes of the element that has it
         self._open_math: list[list[bool]] = []
         self.feed(html)
         self.close()
@@ -92,6 +97,8 @@ class Page(HTMLParser):
             self.stylesheets.append(attrs.get("href", ""))
         if tag == "a" and attrs.get("href"):
             self.links.append(attrs["href"])
+        if attrs.get("id"):
+            self.ids.setdefault(attrs["id"], classes)
         if tag == "img":
             self.images.append(attrs.get("src", ""))
             if self._inside("cell_output"):
@@ -135,8 +142,17 @@ class Page(HTMLParser):
         return "".join(self.prose)
 
 
-def page_path(docname: str) -> Path:
-    return HTML_DIR / f"{docname}.html"
+def page_path(docname: str, html_dir: Path = HTML_DIR) -> Path:
+    return html_dir / f"{docname}.html"
+
+
+def exercise_labels(notebook: str) -> tuple[list[str], list[str]]:
+    """The labels of a chapter's {exercise} and {solution} directives, from its committed source."""
+    nb = nbformat.read(REPO / "notebooks" / f"{notebook}.ipynb", as_version=4)
+    text = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
+    found = {kind: re.findall(rf"^[`:]{{3,}}\{{{kind}\}}.*\n:label: (\S+)$", text, re.M)
+             for kind in ("exercise", "solution")}
+    return found["exercise"], found["solution"]
 
 
 @pytest.fixture(scope="session")
@@ -251,6 +267,51 @@ def test_static_pages_show_figures_and_no_errors(static_pages, toc_page):
 
 def test_code_page_includes_the_package_source(static_pages):
     check_code_page(static_page(static_pages, "book/code"))
+
+
+def test_chapter_exercises_render_with_their_solutions(static_pages, toc_notebook):
+    """Every {exercise} of a chapter is a sphinx-exercise box, every {solution} a dropdown after it."""
+    exercises, solutions = exercise_labels(toc_notebook)
+    if not exercises:
+        return
+    doc = f"notebooks/{toc_notebook}"
+    page = static_page(static_pages, doc)
+    for label in exercises:
+        assert {"exercise", "admonition"} <= page.ids.get(label, set()), f"{doc}: exercise {label} not rendered"
+    for label in solutions:
+        assert {"solution", "dropdown"} <= page.ids.get(label, set()), f"{doc}: solution {label} not a dropdown"
+    html = page_path(doc).read_text()
+    assert html.count('class="exercise admonition"') == len(exercises)
+    assert html.count('class="solution dropdown admonition"') == len(solutions)
+    assert "{exercise}" not in page.all_text and "{solution}" not in page.all_text, f"{doc}: a raw directive"
+
+
+def test_the_halting_bound_is_a_theorem_with_its_proof(static_pages):
+    page = static_page(static_pages, "notebooks/02_dact_bound")
+    assert {"proof", "theorem"} <= page.ids.get("thm-dact-bound", set()), "no {prf:theorem} thm-dact-bound"
+    html = page_path("notebooks/02_dact_bound").read_text()
+    assert html.count('class="proof admonition"') == 1, "the theorem's {prf:proof} is not rendered"
+
+
+@pytest.fixture(scope="session")
+def student_book(quick_book, make) -> Path:
+    """``make html-student QUICK=1``: the book with the solutions hidden, in its own folder."""
+    proc = make("html-student", "QUICK=1", timeout=1800)
+    assert proc.returncode == 0, (f"make html-student QUICK=1 failed (exit {proc.returncode}):\n"
+                                  + "\n".join(proc.stdout.splitlines()[-60:]))
+    assert (quick_book / "index.html").exists(), "the student build must not replace the book"
+    return STUDENT_HTML_DIR
+
+
+@pytest.mark.slow
+def test_the_student_book_shows_the_exercises_and_no_solution(student_book, toc_notebook):
+    exercises, solutions = exercise_labels(toc_notebook)
+    html = page_path(f"notebooks/{toc_notebook}", student_book).read_text()
+    page = Page(html)
+    missing = [label for label in exercises if "exercise" not in page.ids.get(label, set())]
+    assert not missing, f"{toc_notebook}: the student book lacks exercises {missing}"
+    assert not [label for label in solutions if label in page.ids], f"{toc_notebook}: a solution is shown"
+    assert 'class="solution' not in html, f"{toc_notebook}: the student book shows a solution"
 
 
 def test_references_page_lists_the_papers(static_pages):

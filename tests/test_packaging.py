@@ -6,7 +6,7 @@ from packaging.requirements import Requirement
 
 BOOK_AND_TEST_TOOLS = {"jupyter-book", "sphinx", "myst-nb", "papermill", "jupyterlab", "ipykernel", "nbclient",
                        "nbformat", "jupytext", "matplotlib", "seaborn", "pandas", "pytest", "hypothesis", "ruff",
-                       "nbstripout", "pre-commit", "pyyaml"}
+                       "nbstripout", "pre-commit", "pyyaml", "sphinx-exercise", "sphinx-proof"}
 
 
 def requirements() -> list[Requirement]:
