@@ -248,3 +248,38 @@ def test_the_layers_import_downwards_only():
             for alias in node.names:
                 assert not alias.name.startswith("_") or alias.name == "_checks", \
                     f"{path.relative_to(package.parent)} imports the private name {alias.name}"
+
+
+# ----------------------------------------------------------------------------- notebook helpers
+
+
+def test_checks_keep_plain_numbers_and_glue_them(monkeypatch):
+    import myst_nb
+    import numpy as np
+
+    from adaptive.infra import notebook
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.setdefault(name, value))
+    checks = notebook.Checks()
+    assert checks.record("a", torch.tensor(0.5)) == 0.5
+    assert checks.record("b", np.int64(3)) == 3 and type(checks["b"]) is int
+    assert checks.record("c", np.bool_(True)) is True
+    assert checks.record("d", 2) == 2 and type(checks["d"]) is int
+    assert json.loads(json.dumps(checks)) == {"a": 0.5, "b": 3, "c": True, "d": 2} == glued
+
+
+def test_finish_saves_a_figure_only_when_asked(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from adaptive.infra import notebook
+
+    monkeypatch.setattr(plt, "show", lambda: None)
+    notebook.finish(plt.figure(), "kept", fig_dir=str(tmp_path / "figures"))
+    notebook.finish(plt.figure(), "not kept")
+    assert [p.name for p in (tmp_path / "figures").iterdir()] == ["kept.png"]
+    first, again = notebook.generator(3, 1), notebook.generator(3, 1)
+    assert torch.equal(torch.rand(4, generator=first), torch.rand(4, generator=again))

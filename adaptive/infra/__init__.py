@@ -10,6 +10,7 @@ Modules:
     distributed  -- torchrun process groups, sharding and all-reduced sums
     benchmarking -- device-synchronised timing and the benchmarks' report writer
     gpu_check    -- `make gpu-check`: every GPU measurement of the book, one JSON file
+    notebook     -- the chapters' shared helpers: measured numbers glued into the text, figures
 
 Nothing here imports a chapter package.
 """
