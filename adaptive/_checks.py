@@ -7,14 +7,22 @@ deep inside torch.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
 
-def as_steps(name: str, values: torch.Tensor, *, min_dims: int = 2) -> torch.Tensor:
-    """Check that ``values`` is a floating tensor shaped ``(B, L, ...)`` with L >= 1."""
+def as_steps(name: str, values: torch.Tensor, *, min_dims: int = 2, dims: int | None = None) -> torch.Tensor:
+    """Check that ``values`` is a floating tensor shaped ``(B, L, ...)`` with L >= 1.
+
+    ``dims``: the exact number of dimensions, where a function takes no more (``(B, L)`` is 2),
+    so that an extra trailing dimension is refused instead of broadcast.
+    """
     if not isinstance(values, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape (B, L), got {type(values).__name__}")
+    if dims is not None and values.dim() != dims:
+        shape = "(B, L)" if dims == 2 else "(B, L, C)" if dims == 3 else f"{dims} dimensions"
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(values.shape)}")
     if values.dim() < min_dims:
         raise ValueError(
             f"{name} must have at least {min_dims} dimensions (batch, steps, ...), "
@@ -42,25 +50,53 @@ def probabilities(name: str, values: torch.Tensor) -> torch.Tensor:
             f"{values.max().item():.4g}]; apply a sigmoid to the halting logits first")
 
 
+def real(value) -> float | None:
+    """``value`` as a Python float if it is a real number (Python, NumPy or a 0-d tensor), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.is_complex() or value.dtype == torch.bool:
+            return None
+        return float(value.item())
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return None
+
+
 def open_unit(name: str, value: float) -> float:
-    """Check a scalar strictly inside (0, 1)."""
-    if not isinstance(value, (int, float)) or math.isnan(value) or not 0 < value < 1:
+    """Check a scalar strictly inside (0, 1); return it as a float."""
+    number = real(value)
+    if number is None or math.isnan(number) or not 0 < number < 1:
         raise ValueError(f"{name} must be a number in the open interval (0, 1), got {value!r}")
-    return float(value)
+    return number
 
 
 def positive(name: str, value: float) -> float:
-    """Check a scalar strictly greater than zero."""
-    if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
+    """Check a scalar strictly greater than zero; return it as a float."""
+    number = real(value)
+    if number is None or math.isnan(number) or number <= 0:
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
+    return number
 
 
 def non_negative(name: str, value: float) -> float:
-    """Check a scalar greater than or equal to zero."""
-    if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+    """Check a scalar greater than or equal to zero; return it as a float."""
+    number = real(value)
+    if number is None or math.isnan(number) or number < 0:
         raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)
+    return number
+
+
+def distributions(name: str, values: torch.Tensor, atol: float = 1e-3) -> torch.Tensor:
+    """Check that every row of ``values`` (B, L) lies in [0, 1] and sums to 1 within ``atol``."""
+    probabilities(name, values)
+    with torch.no_grad():
+        sums = values.sum(dim=1)
+        if not bool(((sums - 1).abs() <= atol).all()):
+            worst = sums[(sums - 1).abs().argmax()].item()
+            raise ValueError(f"every row of {name} must be a distribution over the steps (sum to 1); "
+                             f"a row sums to {worst:.4g}")
+    return values
 
 
 def positive_int(name: str, value: int) -> int:

@@ -35,7 +35,7 @@ def reached_threshold(h: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
     Returns:
         (B, L) bool, True at step n when ``sum_{l<=n} h_l >= 1 - eps``.
     """
-    _checks.as_steps("h", h)
+    _checks.as_steps("h", h, dims=2)
     _checks.probabilities("h", h)
     eps = _checks.open_unit("eps", eps)
     return h.cumsum(dim=1) >= 1 - eps

@@ -34,8 +34,11 @@ def halting_probabilities(h: torch.Tensor, p_start: torch.Tensor | None = None) 
     Returns:
         (B, L) p_n, non-increasing in n.
     """
-    _checks.as_steps("h", h)
+    _checks.as_steps("h", h, dims=2)
     _checks.probabilities("h", h)
+    if p_start is not None and (not isinstance(p_start, torch.Tensor) or p_start.shape != h.shape[:1]):
+        shape = tuple(p_start.shape) if isinstance(p_start, torch.Tensor) else type(p_start).__name__
+        raise ValueError(f"p_start must have shape (B,) = {tuple(h.shape[:1])}, got {shape}")
     p = torch.cumprod(h, dim=1)
     return p if p_start is None else p_start.unsqueeze(1) * p
 
@@ -60,9 +63,15 @@ def accumulate(y: torch.Tensor, h: torch.Tensor, start: tuple | None = None) -> 
     Returns:
         (B, L, C): ``a[:, n-1]`` is a_n; ``a[:, -1]`` is the model's answer Y.
     """
-    _checks.as_steps("y", y, min_dims=3)
+    _checks.as_steps("y", y, dims=3)
     _checks.probabilities("y", y)
+    _checks.as_steps("h", h, dims=2)
     _checks.same_leading_shape("y", y, "h", h, dims=2)
+    if start is not None:
+        a, p = start
+        if not isinstance(a, torch.Tensor) or a.shape != (y.shape[0], y.shape[2]):
+            raise ValueError(f"start's answer must have shape (B, C) = {(y.shape[0], y.shape[2])}, "
+                             f"got {tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__}")
     a, p_start = (torch.zeros_like(y[:, 0]), None) if start is None else start   # (B, C), a_0 = 0
     p_prev = _previous_p(h, p_start).unsqueeze(-1)                          # (B, L, 1)
     answers = []

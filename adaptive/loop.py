@@ -31,6 +31,7 @@ neighbours), so the spatial methods (ACT per ResNet block, SACT, PSACT) run in
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -94,12 +95,14 @@ class Halting:
 
     def __post_init__(self):
         _checks.choice("method", self.method, tuple(RULES))
+        if isinstance(self.max_steps, numbers.Integral) and not isinstance(self.max_steps, bool):
+            object.__setattr__(self, "max_steps", int(self.max_steps))       # a NumPy integer, say
         _checks.positive_int("max_steps", self.max_steps)
-        _checks.non_negative("tau", self.tau)
-        _checks.open_unit("eps", self.eps)
-        _checks.positive("temperature", self.temperature)
+        # numbers of any real type (Python, NumPy, 0-d tensors) are kept as Python floats
+        for name, check in (("tau", _checks.non_negative), ("eps", _checks.open_unit),
+                            ("temperature", _checks.positive), ("prior", _checks.open_unit)):
+            object.__setattr__(self, name, check(name, getattr(self, name)))
         _checks.choice("eval_mode", self.eval_mode, EVAL_MODES)
-        _checks.open_unit("prior", self.prior)
 
     @property
     def rule(self) -> HaltingRule:
@@ -166,12 +169,73 @@ def select(state: State, rows: torch.Tensor) -> State:
     raise ValueError(f"state must be a tensor or a tuple/list/dict of tensors, got {type(state).__name__}")
 
 
+def _batch_size(state: State) -> int:
+    """B, the batch size of an initial state: every tensor in it must be batch first, with B >= 1 rows."""
+    leaves = []
+
+    def collect(part, where):
+        if isinstance(part, torch.Tensor):
+            leaves.append((where, part))
+        elif isinstance(part, (tuple, list)):
+            for index, item in enumerate(part):
+                collect(item, f"{where}[{index}]")
+        elif isinstance(part, dict):
+            for key, item in part.items():
+                collect(item, f"{where}[{key!r}]")
+        else:
+            raise ValueError(f"the state must be a tensor or a tuple/list/dict of tensors (the step-function "
+                             f"protocol); {where} is a {type(part).__name__}")
+
+    collect(state, "state")
+    if not leaves or any(tensor.dim() == 0 for _, tensor in leaves):
+        raise ValueError("the state must hold batch-first tensors (the step-function protocol): "
+                         + ("it holds none" if not leaves else "a 0-d tensor has no batch dimension"))
+    sizes = {where: tensor.shape[0] for where, tensor in leaves}
+    batch = next(iter(sizes.values()))
+    if any(size != batch for size in sizes.values()):
+        raise ValueError(f"every tensor of the state must be batch first with the same batch size; got {sizes}")
+    if batch == 0:
+        raise ValueError("the batch is empty (B = 0): there is nothing to run")
+    return batch
+
+
+def _check_step(logits, halt_logit, state, batch: int) -> None:
+    """The first step's outputs against the step-function protocol (later steps are not checked)."""
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != batch \
+            or not logits.is_floating_point():
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"the step function must return logits of shape (b, C) = ({batch}, C), floating, "
+                         f"as its first output; got {got}")
+    if not isinstance(halt_logit, torch.Tensor) or tuple(halt_logit.shape) != (batch,) \
+            or not halt_logit.is_floating_point():
+        got = tuple(halt_logit.shape) if isinstance(halt_logit, torch.Tensor) else type(halt_logit).__name__
+        hint = " (squeeze the last dimension of a (b, 1) halting head)" if got == (batch, 1) else ""
+        raise ValueError(f"the step function must return one halting logit per sample, shape (b,) = ({batch},), "
+                         f"as its second output; got {got}{hint}")
+    rows = _batch_size(state)
+    if rows != batch:
+        raise ValueError(f"the step function must return the next state batch first, with the batch's "
+                         f"{batch} rows; got {rows}")
+
+
+def _check_target(target: torch.Tensor, batch: int, classes: int) -> None:
+    if not isinstance(target, torch.Tensor) or tuple(target.shape) != (batch,) or target.is_floating_point():
+        got = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
+        raise ValueError(f"target must be (B,) = ({batch},) integer class indices, got {got}")
+    if bool(((target < 0) | (target >= classes)).any()):
+        raise ValueError(f"target must hold class indices in 0..{classes - 1} (the logits have {classes} "
+                         f"classes); got values in [{int(target.min())}, {int(target.max())}]")
+
+
 def _unroll(step: Step, state: State, halting: Halting):
     """Run up to L steps on the whole batch, or fewer where the rule allows (ACT)."""
     rule = halting.rule
+    batch = _batch_size(state)
     all_logits, all_h = [], []
     for n in range(1, halting.max_steps + 1):
         logits, halt_logit, state = step(state)
+        if n == 1:
+            _check_step(logits, halt_logit, state, batch)
         all_logits.append(logits)
         all_h.append(rule.halting_values(halt_logit))
         if n < halting.max_steps and rule.unrolled_enough(all_h, halting):
@@ -189,6 +253,8 @@ def _train(step: Step, state: State, halting: Halting, target: torch.Tensor | No
         steps = torch.full((h.shape[0],), h.shape[1], dtype=torch.int64, device=h.device)
     out = Output(probs=mixed.log_probs.exp(), steps=steps, ponder=mixed.ponder, logits=logits, halt=h)
     if target is not None:
+        batch, _, classes = logits.shape
+        _check_target(target, batch, classes)
         out.task_loss = halting.rule.task_loss(logits, mixed, target)
         out.penalty = halting.tau * mixed.penalty.mean()
         out.loss = out.task_loss + out.penalty
@@ -200,8 +266,11 @@ def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Gener
     """Per-sample early exit: each sample halts by its rule and leaves the batch."""
     rule, L = halting.rule, halting.max_steps
     rows = probs = steps = memory = history = None     # rows: (b,) indices of the samples still computing
+    batch = _batch_size(state)
     for n in range(1, L + 1):
         logits, halt_logit, state = step(state)
+        if n == 1:
+            _check_step(logits, halt_logit, state, batch)
         h = rule.halting_values(halt_logit)
         if rows is None:
             batch, classes = logits.shape
@@ -224,6 +293,9 @@ def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Gener
                 break
             keep = ~halted
             rows, state = rows[keep], select(state, keep)
+    if bool(torch.isnan(probs).any()):
+        raise FloatingPointError("evaluation gave NaN class probabilities: the step function returned NaN "
+                                 "logits (or halting logits) for some samples")
     return Output(probs=probs, steps=steps)
 
 

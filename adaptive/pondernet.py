@@ -69,8 +69,8 @@ def kl_to_prior(p: torch.Tensor, lambda_p: float) -> torch.Tensor:
     Returns:
         (B,) KL divergences, >= 0.
     """
-    _checks.as_steps("p", p)
-    _checks.probabilities("p", p)
+    _checks.as_steps("p", p, dims=2)
+    _checks.distributions("p", p)
     prior = geometric_prior(lambda_p, p.shape[1]).to(p.dtype).to(p.device)   # (L,)
     # 0 log 0 = 0. Clamping inside the log (rather than xlogy, whose gradient at
     # p = 0 is NaN) keeps the gradient finite once a lambda saturates at 1 and
@@ -87,7 +87,8 @@ def reconstruction_loss(step_losses: torch.Tensor, p: torch.Tensor) -> torch.Ten
     Returns:
         (B,) expected losses.
     """
-    _checks.as_steps("step_losses", step_losses)
+    _checks.as_steps("step_losses", step_losses, dims=2)
+    _checks.as_steps("p", p, dims=2)
     _checks.same_leading_shape("step_losses", step_losses, "p", p, dims=2)
     return (p * step_losses).sum(dim=1)
 

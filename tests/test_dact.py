@@ -455,10 +455,18 @@ def test_accumulate_rejects_bad_h(h):
 @pytest.mark.parametrize("h", [
     pytest.param(torch.full((2, 4), 0.5), id="more-steps"),
     pytest.param(torch.full((3, 3), 0.5), id="more-batch"),
-    pytest.param(torch.full((2,), 0.5), id="one-dimensional"),
 ])
 def test_accumulate_rejects_mismatched_shapes(h):
     with pytest.raises(ValueError, match=r"^y and h\b"):
+        dact.accumulate(GOOD_Y, h)
+
+
+@pytest.mark.parametrize("h", [
+    pytest.param(torch.full((2,), 0.5), id="one-dimensional"),
+    pytest.param(torch.full((2, 3, 1), 0.5), id="trailing-dimension"),   # used to broadcast to (B, L, B, C)
+])
+def test_accumulate_refuses_h_that_is_not_batch_by_steps(h):
+    with pytest.raises(ValueError, match=r"^h must have shape \(B, L\)"):
         dact.accumulate(GOOD_Y, h)
 
 

@@ -1,4 +1,5 @@
 """The adaptive loop: training what each paper trains, evaluating with real per-sample early exit."""
+import numpy as np
 import pytest
 import torch
 
@@ -210,3 +211,72 @@ def test_a_new_mechanism_is_one_rule_and_one_registry_entry(monkeypatch):
     early = loop.run(model.step, model.initial_state(x), halting, training=False)
     assert early.steps.tolist() == [3] * len(x)
     assert torch.allclose(early.probs, trained.probs.detach(), atol=1e-6)
+
+
+@pytest.mark.parametrize("number", [np.float32(0.05), torch.tensor(0.05), 0.05])
+def test_halting_takes_numbers_of_any_real_type_and_stores_floats(number):
+    halting = loop.Halting("act", np.int64(4), tau=number, eps=number, temperature=number + 1, prior=number)
+    assert halting.max_steps == 4 and type(halting.max_steps) is int
+    assert all(type(getattr(halting, name)) is float for name in ("tau", "eps", "temperature", "prior"))
+    assert halting.eps == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="eps"):
+        loop.Halting("act", 4, eps=torch.tensor([0.1, 0.2]))         # not a number: a 1-d tensor
+
+
+# ----------------------------------------------------------------------------- the step-function protocol
+
+
+def broken_step(model, *, halt_shape=None, logits_1d=False, drop_batch=False):
+    """The model's step, broken in one way."""
+    def step(state):
+        logits, halt_logit, new_state = model.step(state)
+        if halt_shape == "column":
+            halt_logit = halt_logit.unsqueeze(1)                           # (b, 1)
+        if logits_1d:
+            logits = logits[:, 0]                                          # (b,)
+        if drop_batch:
+            new_state = tuple(part[:-1] for part in new_state)             # one row lost
+        return logits, halt_logit, new_state
+    return step
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("broken, match", [
+    (dict(halt_shape="column"), r"halting logit per sample, shape \(b,\).*squeeze"),
+    (dict(logits_1d=True), r"logits of shape \(b, C\)"),
+    (dict(drop_batch=True), r"next state batch first"),
+])
+def test_a_broken_step_function_is_named_at_the_first_step(broken, match, training):
+    model, x, target = model_and_batch(0)
+    halting = loop.Halting("dact", max_steps=4)
+    with pytest.raises(ValueError, match=match):
+        loop.run(broken_step(model, **broken), model.initial_state(x), halting,
+                 target=target if training else None, training=training)
+
+
+def test_states_that_are_not_batch_first_or_empty_are_refused():
+    model, x, target = model_and_batch(0)
+    halting = loop.Halting("act", max_steps=4)
+    with pytest.raises(ValueError, match="same batch size"):
+        loop.run(model.step, (x, torch.zeros(3, 16), x.new_ones(len(x), 1)), halting, target=target)
+    with pytest.raises(ValueError, match="empty"):
+        loop.run(model.step, model.initial_state(x[:0]), halting, training=False)
+    with pytest.raises(ValueError, match="tuple/list/dict of tensors"):
+        loop.run(model.step, (x, "hidden"), halting, training=False)
+
+
+def test_bad_targets_are_named():
+    model, x, target = model_and_batch(0)
+    halting = loop.Halting("pact", max_steps=3)
+    with pytest.raises(ValueError, match="target must be"):
+        loop.run(model.step, model.initial_state(x), halting, target=target.float())
+    with pytest.raises(ValueError, match=r"class indices in 0..1"):
+        loop.run(model.step, model.initial_state(x), halting, target=target + 5)
+
+
+def test_nan_logits_at_evaluation_are_reported():
+    model, x, _ = model_and_batch(0)
+    x = x.clone()
+    x[0] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN"):
+        loop.run(model.step, model.initial_state(x), loop.Halting("fixed", max_steps=2), training=False)

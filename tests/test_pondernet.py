@@ -246,11 +246,26 @@ def test_geometric_prior_rejects_bad_L(L):
 @pytest.mark.parametrize("p", [
     pytest.param(torch.full((2, 4), 0.25), id="more-steps"),
     pytest.param(torch.full((3, 3), 0.25), id="more-batch"),
-    pytest.param(torch.full((2,), 0.5), id="one-dimensional"),
 ])
 def test_reconstruction_loss_rejects_mismatched_shapes(p):
     with pytest.raises(ValueError, match=r"^step_losses and p\b"):
         pondernet.reconstruction_loss(torch.ones(2, 3), p)
+
+
+@pytest.mark.parametrize("p", [
+    pytest.param(torch.full((2,), 0.5), id="one-dimensional"),
+    pytest.param(torch.full((2, 3, 1), 1 / 3), id="trailing-dimension"),
+])
+def test_reconstruction_loss_refuses_p_that_is_not_batch_by_steps(p):
+    with pytest.raises(ValueError, match=r"^p must have shape \(B, L\)"):
+        pondernet.reconstruction_loss(torch.ones(2, 3), p)
+
+
+@pytest.mark.parametrize("rows", [[[0.2, 0.2, 0.1]], [[0.5, 0.5, 0.5]]])
+def test_kl_refuses_rows_that_are_not_distributions(rows):
+    """Such rows gave a negative 'KL' before."""
+    with pytest.raises(ValueError, match=r"^every row of p must be a distribution"):
+        pondernet.kl_to_prior(torch.tensor(rows), 0.3)
 
 
 @pytest.mark.parametrize("losses", [
