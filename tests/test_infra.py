@@ -283,3 +283,26 @@ def test_finish_saves_a_figure_only_when_asked(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "figures").iterdir()] == ["kept.png"]
     first, again = notebook.generator(3, 1), notebook.generator(3, 1)
     assert torch.equal(torch.rand(4, generator=first), torch.rand(4, generator=again))
+
+
+@pytest.mark.parametrize("value, match", [
+    ("cpu:7", "takes no index"), ("gpu", "name a torch device"), (3, "must be a string"), ("meta", "'cpu' or 'cuda'"),
+] + ([] if torch.cuda.is_available() else [("cuda", "sees no CUDA GPU"), ("cuda:1", "sees no CUDA GPU")]))
+def test_a_bad_device_is_refused_with_what_to_do(value, match):
+    from adaptive.infra import notebook
+
+    with pytest.raises(ValueError, match=match):
+        notebook.check_device(value)
+    assert notebook.check_device("cpu") == torch.device("cpu")
+
+
+def test_output_paths_are_created_and_test_written_up_front(tmp_path):
+    from adaptive.infra import notebook
+
+    path = notebook.check_output(tmp_path / "new" / "results.json")
+    assert path.parent.is_dir() and not path.exists() and list(path.parent.iterdir()) == []
+    assert notebook.check_output(tmp_path / "figures", "fig_dir", folder=True).is_dir()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(ValueError, match=r"results_path = .*cannot be written"):
+        notebook.check_output(blocked / "results.json")                 # its folder would be a file

@@ -198,3 +198,16 @@ def test_install_cell_is_a_no_op_where_the_package_is_installed(repo_root, monke
     assert run_install_cell(source, monkeypatch, importlib.util.find_spec) == []
     # another package called adaptive (PyPI has one) is not this book's: it has no adaptive.loop
     assert len(run_install_cell(source, monkeypatch, lambda name, *args: None)) == 1
+
+
+@pytest.mark.slow
+def test_a_bad_device_stops_a_chapter_before_any_compute(repo_root, tmp_path):
+    """Chapter 4's set-up cell would run its benchmark; a device the machine lacks stops it first."""
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="takes no index") as failure:
+        papermill.execute_notebook(str(repo_root / "notebooks" / "04_performance.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"device": "cpu:7", "quick": True,
+                                               "results_path": str(tmp_path / "r.json")},
+                                   kernel_name="python3", cwd=str(repo_root), progress_bar=False)
+    assert "benchmark.measure" not in str(failure.value.traceback), "the benchmark ran before the check"
