@@ -41,6 +41,16 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def book_script(name: str):
+    """The module of the build helper ``book/<name>.py`` (the book's scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "book" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def toc_files() -> list[str]:
     """Every page of book/_toc.yml in reading order, as paths without suffix (book/intro, ...)."""
     toc = yaml.safe_load(TOC.read_text())

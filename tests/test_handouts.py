@@ -1,5 +1,4 @@
 """book/handouts.py and the student targets: the exercises stay, every solution goes."""
-import importlib.util
 import re
 import subprocess
 from pathlib import Path
@@ -7,12 +6,10 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from conftest import book_script
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "book" / "handouts.py"
-spec = importlib.util.spec_from_file_location("handouts", SCRIPT)
-handouts = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(handouts)
+handouts = book_script("handouts")
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 OPENING = re.compile(r"^(`{3,}|:{3,})\{(exercise|solution)\}(.*)$")

@@ -1,13 +1,8 @@
 """book/hide_cells.py: the book's pages start with the text, the preliminaries behind toggles."""
-import importlib.util
-from pathlib import Path
-
 import nbformat
+from conftest import book_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "book" / "hide_cells.py"
-spec = importlib.util.spec_from_file_location("hide_cells", SCRIPT)
-hide_cells = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(hide_cells)
+hide_cells = book_script("hide_cells")
 
 
 def notebook(*cells):

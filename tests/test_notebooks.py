@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import book_script
 
 # Notebooks that train models: their results JSON must list runs. Any other notebook whose
 # JSON has a "runs" key is checked the same way.
@@ -148,7 +149,7 @@ def test_results_json(quick_runs, toc_notebook):
 
 # ----------------------------------------------------------------------------- Colab / Binder
 
-INSTALL_MARKER = "# On Colab or Binder, install the book's package first"
+INSTALL_MARKER = book_script("hide_cells").INSTALL_MARKER          # the cell the build collapses
 
 
 def install_cell(repo_root: Path, name: str) -> str:

@@ -1,12 +1,10 @@
 """book/run_times.py: the course guide's run times come from the runs' own records."""
-import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "book" / "run_times.py"
-spec = importlib.util.spec_from_file_location("run_times", SCRIPT)
-run_times = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_times)
+from conftest import book_script
+
+run_times = book_script("run_times")
 
 
 def executed(path: Path, seconds: float, exception=None) -> None:
