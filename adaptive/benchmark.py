@@ -4,7 +4,7 @@ Measured at a size where one step dominates the loop's own bookkeeping (a
 wide residual MLP step), so the numbers say what the mechanisms cost, not
 what Python costs:
 
-1. training-step time of each mechanism through ``adaptive.loop.run``,
+1. training-update time of each mechanism through ``adaptive.loop.run``,
    against a plain hand-written loop of the same L steps with a loss on the
    last step's answer ("plain"); the ratio is the mechanism's overhead;
 2. evaluation time with per-sample early exit against running all L steps,

@@ -430,7 +430,7 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, context: Cont
         raise ValueError(f"device is {config.device!r} but torch sees no CUDA device; use device='cpu'")
     if config.batch_size % context.world:
         raise ValueError(f"batch_size ({config.batch_size}) must be a multiple of the number of processes "
-                         f"({context.world}): each takes batch_size / {context.world} questions per step")
+                         f"({context.world}): each takes batch_size / {context.world} questions per update")
     bf16 = config.bf16 and device.type == "cuda"
     vocab, train_set, val_set = load_data(config, context)
     trainer = Trainer(folder / CHECKPOINT if folder is not None else None, config.comparable(),
