@@ -106,6 +106,19 @@ def positive_int(name: str, value: int) -> int:
     return value
 
 
+def generator(value, device: torch.device | str | None = None) -> torch.Generator | None:
+    """Check an optional ``generator`` argument: None, or a ``torch.Generator`` on ``device``'s type."""
+    if value is None:
+        return None
+    if not isinstance(value, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(value).__name__} {value!r}; "
+                         f"make one with torch.Generator().manual_seed(seed)")
+    if device is not None and torch.device(device).type != value.device.type:
+        raise ValueError(f"generator is on {value.device.type} but the tensors are on {torch.device(device).type}; "
+                         f"make it with torch.Generator(device={torch.device(device).type!r})")
+    return value
+
+
 def choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     """Check that ``value`` is one of ``allowed``."""
     if value not in allowed:

@@ -199,8 +199,9 @@ def _batch_size(state: State) -> int:
     return batch
 
 
-def _check_step(logits, halt_logit, state, batch: int) -> None:
-    """The first step's outputs against the step-function protocol (later steps are not checked)."""
+def _check_step(logits, halt_logit, state, batch: int, generator: torch.Generator | None) -> None:
+    """The first step's outputs against the step-function protocol (later steps are not checked),
+    and the generator against the device of the logits."""
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != batch \
             or not logits.is_floating_point():
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
@@ -216,6 +217,7 @@ def _check_step(logits, halt_logit, state, batch: int) -> None:
     if rows != batch:
         raise ValueError(f"the step function must return the next state batch first, with the batch's "
                          f"{batch} rows; got {rows}")
+    _checks.generator(generator, logits.device)
 
 
 def _check_target(target: torch.Tensor, batch: int, classes: int) -> None:
@@ -227,7 +229,7 @@ def _check_target(target: torch.Tensor, batch: int, classes: int) -> None:
                          f"classes); got values in [{int(target.min())}, {int(target.max())}]")
 
 
-def _unroll(step: Step, state: State, halting: Halting):
+def _unroll(step: Step, state: State, halting: Halting, generator: torch.Generator | None):
     """Run up to L steps on the whole batch, or fewer where the rule allows (ACT)."""
     rule = halting.rule
     batch = _batch_size(state)
@@ -235,7 +237,7 @@ def _unroll(step: Step, state: State, halting: Halting):
     for n in range(1, halting.max_steps + 1):
         logits, halt_logit, state = step(state)
         if n == 1:
-            _check_step(logits, halt_logit, state, batch)
+            _check_step(logits, halt_logit, state, batch, generator)
         all_logits.append(logits)
         all_h.append(rule.halting_values(halt_logit))
         if n < halting.max_steps and rule.unrolled_enough(all_h, halting):
@@ -246,7 +248,7 @@ def _unroll(step: Step, state: State, halting: Halting):
 def _train(step: Step, state: State, halting: Halting, target: torch.Tensor | None,
            generator: torch.Generator | None) -> Output:
     """What the paper trains with: the rule mixes the unrolled steps and names the penalty."""
-    logits, h = _unroll(step, state, halting)                               # (B, L', C), (B, L')
+    logits, h = _unroll(step, state, halting, generator)                    # (B, L', C), (B, L')
     mixed = halting.rule.train(logits, h, halting, generator)
     steps = mixed.steps
     if steps is None:                                                       # every step computed
@@ -270,7 +272,7 @@ def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Gener
     for n in range(1, L + 1):
         logits, halt_logit, state = step(state)
         if n == 1:
-            _check_step(logits, halt_logit, state, batch)
+            _check_step(logits, halt_logit, state, batch, generator)
         h = rule.halting_values(halt_logit)
         if rows is None:
             batch, classes = logits.shape
@@ -315,6 +317,7 @@ def run(step: Step, state: State, halting: Halting, *, target: torch.Tensor | No
     """
     if not isinstance(halting, Halting):
         raise ValueError(f"halting must be an adaptive.loop.Halting, got {type(halting).__name__}")
+    _checks.generator(generator)
     if training:
         return _train(step, state, halting, target, generator)
     return _evaluate(step, state, halting, generator)

@@ -46,6 +46,7 @@ def sample_halt(h: torch.Tensor, mode: str, temperature: float = 1.0,
     _checks.probabilities("h", h)
     _checks.choice("mode", mode, MODES)
     temperature = _checks.positive("temperature", temperature)
+    _checks.generator(generator, h.device)
     if mode == "thresholded":
         return (h > 0.5).to(h.dtype)
     uniform = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)

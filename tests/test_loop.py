@@ -280,3 +280,14 @@ def test_nan_logits_at_evaluation_are_reported():
     x[0] = float("nan")
     with pytest.raises(FloatingPointError, match="NaN"):
         loop.run(model.step, model.initial_state(x), loop.Halting("fixed", max_steps=2), training=False)
+
+
+@pytest.mark.parametrize("generator", ["seed 0", 0, np.random.default_rng(0)])
+@pytest.mark.parametrize("training", [True, False])
+def test_a_generator_that_is_no_torch_generator_is_named(generator, training):
+    model, x, target = model_and_batch(0)[:3]
+    halting = loop.Halting("pondernet", 4, tau=0.01)
+    with pytest.raises(ValueError, match="generator must be a torch.Generator or None, got"):
+        loop.run(model.step, model.initial_state(x), halting, target=target, training=training, generator=generator)
+    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+        pact.sample_halt(torch.rand(3, 4), "discrete", generator=generator)

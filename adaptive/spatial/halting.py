@@ -352,6 +352,7 @@ class AdaptiveResNet(nn.Module):
             raise ValueError(f"images must be a tensor of shape (B, {channels}, H, W), got {shape}")
         if mode is not None:
             _checks.choice("mode", mode, EVAL_MODES)
+        _checks.generator(generator, images.device)
         if sparse and (torch.is_grad_enabled() or self.training):
             raise ValueError("sparse=True computes only active positions, with the batch norms' "
                              "running statistics and no gradient; call model.eval() and run it "
