@@ -78,7 +78,7 @@ class ClevrQuestions(Dataset):
         self.lengths = torch.tensor([len(e) for e in encoded], dtype=torch.int64)  # (Q,)
         labels = torch.tensor([vocab.labels(q) for q in items], dtype=torch.int64)  # (Q, 3)
         self.answers, self.families, self.qtypes = labels.unbind(1)                # (Q,) each
-        self.image_index = torch.tensor([int(q["image_index"]) for q in items], dtype=torch.int64)
+        self.image_index = torch.tensor([q["image_index"] for q in items], dtype=torch.int64)
         self.vocab = vocab
 
     @classmethod

@@ -12,6 +12,9 @@ One loader for both datasets (same JSON schema, ``{"info": ..., "questions": [..
   (template_filename, question_family_index) among the sorted pairs: 0..F-1 (F = 90 for
   CLEVR, 27 for mini-CLEVR).
 - Type: the last function of the program (``query_color``, ``count``, ``exist``, ...).
+- Image: ``image_index``, an integer >= 0, is the row of the split's features file; a file
+  whose ``image_filename`` names another image (``CLEVR_val_000042.png`` is image 42) is
+  refused at load (``check_image_reference``).
 
 Mini-CLEVR's train file also lists every family, answer and type in its ``info``, so the
 ids do not depend on which ones a small sample happened to draw. CLEVR's test split has no
@@ -29,6 +32,8 @@ PAD, UNK = "<pad>", "<unk>"
 SPLITS = ("train", "val", "test")
 FILE_PATTERNS = ("miniCLEVR_{split}_questions.json", "CLEVR_{split}_questions.json")
 _PUNCTUATION = re.compile(r"([?;,])")
+# The image names of CLEVR v1.0 and of mini-CLEVR (minigen.image_filename): CLEVR_val_000042.png.
+_IMAGE_FILENAME = re.compile(r"(?:mini)?CLEVR_[A-Za-z]+_(\d{6,})\.png")
 
 
 def tokenize(text: str) -> list[str]:
@@ -95,11 +100,35 @@ def read_questions(path: str | os.PathLike) -> tuple[dict, list[dict]]:
     if not isinstance(payload, dict) or not isinstance(payload.get("questions"), list):
         raise ValueError(f"questions file {path} must be a JSON object with a 'questions' list "
                          f"(CLEVR's schema); {how_to_get(path)}")
-    for index, question in enumerate(payload["questions"]):
+    for position, question in enumerate(payload["questions"]):
+        if not isinstance(question, dict):
+            raise ValueError(f"questions file {path}: question {position} must be a JSON object, "
+                             f"got {type(question).__name__}")
         for key in ("question", "image_index"):
             if key not in question:
-                raise ValueError(f"questions file {path}: question {index} has no {key!r}")
+                raise ValueError(f"questions file {path}: question {position} has no {key!r}")
+        check_image_reference(path, position, question)
     return payload.get("info", {}), payload["questions"]
+
+
+def check_image_reference(path: str | os.PathLike, position: int, question: dict) -> None:
+    """Refuse a question whose image is ambiguous: ``image_index`` must be an integer >= 0
+    (it is the row of the features file), and an ``image_filename`` named like CLEVR's or
+    mini-CLEVR's images (``CLEVR_val_000042.png``) must carry that same index.
+
+    ``path`` and ``position`` (the question's place in the file's list) name it in the error.
+    """
+    image_index = question["image_index"]
+    if isinstance(image_index, bool) or not isinstance(image_index, int) or image_index < 0:
+        raise ValueError(f"questions file {path}: question {position} has image_index {image_index!r}; "
+                         f"it must be an integer >= 0 (the image's row in the features file)")
+    filename = question.get("image_filename")
+    match = _IMAGE_FILENAME.fullmatch(filename) if isinstance(filename, str) else None
+    if match and int(match.group(1)) != image_index:
+        agreeing = filename[:match.start(1)] + f"{image_index:06d}" + filename[match.end(1):]
+        raise ValueError(f"questions file {path}: question {position} has image_index {image_index} but "
+                         f"image_filename {filename!r}, which names image {int(match.group(1))}; the two must "
+                         f"name the same image (image_index {image_index} is {agreeing!r})")
 
 
 @dataclass
