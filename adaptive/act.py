@@ -21,6 +21,17 @@ from . import _checks
 from .rule import HaltingRule, Training, mix
 
 
+def sum_reached(sums: torch.Tensor, eps: float) -> torch.Tensor:
+    """Whether running sums of halting scores have reached ``1 - eps``: the condition inside
+    Graves' definition of N (eq. 5 of Graves 2016), elementwise on sums of any shape.
+
+    ``reached_threshold`` applies it to every prefix of a (B, L) row at once; a loop that adds
+    one step's scores at a time (``adaptive.spatial.halting.run_block``) applies it to its
+    running sum, O(1) per step instead of the whole prefix again.
+    """
+    return sums >= 1 - eps
+
+
 def reached_threshold(h: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
     """Whether the running sum of halting scores has reached ``1 - eps`` by step n.
 
@@ -38,7 +49,7 @@ def reached_threshold(h: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
     _checks.as_steps("h", h, dims=2)
     _checks.probabilities("h", h)
     eps = _checks.open_unit("eps", eps)
-    return h.cumsum(dim=1) >= 1 - eps
+    return sum_reached(h.cumsum(dim=1), eps)
 
 
 def halting_distribution(h: torch.Tensor, eps: float = 0.01):

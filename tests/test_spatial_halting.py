@@ -626,3 +626,27 @@ def test_bad_modes_and_parts_are_refused():
         AdaptiveResNet(cifar_resnet(8), "sact")
     with pytest.raises(ValueError, match="channels"):
         spatial.HaltingUnit(0)
+
+
+def test_sacts_running_sum_decides_as_the_whole_prefix_would():
+    """run_block adds one unit's scores at a time (O(L)). Kept in float64 and cast back, the
+    running sum equals the CPU's cumsum of the prefix, so it decides exactly as
+    act.reached_threshold would, even where 1 - eps falls between the float32 running sum and
+    the cumsum (as the thresholds below are chosen to)."""
+    generator = torch.Generator().manual_seed(0)
+    h = torch.rand(2000, 12, generator=generator) / 6                  # (B, L): sums cross 0.9-1
+    prefix_sums = h.cumsum(dim=1)                                      # (B, L)
+    float32_sum, float64_sum, thresholds = torch.zeros(2000), torch.zeros(2000, dtype=torch.float64), []
+    for n in range(h.shape[1]):
+        float32_sum, float64_sum = float32_sum + h[:, n], float64_sum + h[:, n].double()
+        assert torch.equal(float64_sum.to(h.dtype), prefix_sums[:, n])
+        between = (float32_sum < prefix_sums[:, n]) & (prefix_sums[:, n] > 0.5)
+        thresholds += prefix_sums[between, n].tolist()                 # float32 sum misses, cumsum reaches
+    assert len(thresholds) >= 10
+    for threshold in thresholds[:10]:
+        eps = 1 - threshold
+        assert float(torch.tensor(1 - eps, dtype=torch.float32)) == threshold
+        running = torch.zeros(2000, dtype=torch.float64)
+        for n in range(h.shape[1]):
+            running = running + h[:, n].double()
+            assert torch.equal(act.sum_reached(running.to(h.dtype), eps), act.reached_threshold(h, eps)[:, n])

@@ -246,13 +246,17 @@ def run_block(units, halting_units, u: torch.Tensor, halting: SpatialHalting, *,
     survive = torch.ones(grid_shape, dtype=u.dtype, device=u.device)  # r = prod (1 - xi)
     units_done = torch.ones(grid_shape, dtype=torch.int64, device=u.device)
     log_q = torch.zeros(grid_shape, dtype=u.dtype, device=u.device)
+    # ACT's running sum of h, in float64 as the CPU's cumsum accumulates, so that adding one unit's
+    # scores at a time decides exactly as act.reached_threshold on the whole prefix would
+    score_sum = torch.zeros(grid_shape, dtype=torch.float64, device=u.device)
     for l in range(1, L):                     # halting after unit l, then unit l + 1
         active = _expand(active_grid, patch)
         cost += halting_units[l - 1].flops(active)
         h = _group(halting_units[l - 1](u), patch)                     # (B, h, w)
         h_steps.append(h)
         if mode == "act":
-            active_grid = ~act.reached_threshold(_rows(h_steps), halting.eps)[:, -1].view(grid_shape)
+            score_sum = score_sum + h.detach().double()
+            active_grid = ~act.sum_reached(score_sum.to(h.dtype), halting.eps)
             mask_grid = active_grid.to(u.dtype)
         else:
             xi = pact.sample_halt(h, mode, halting.temperature, generator)     # (B, h, w)
