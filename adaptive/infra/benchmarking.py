@@ -1,12 +1,20 @@
 """What the benchmarks share: device-synchronised timing, the report writer, forced halting depths.
 
 Benchmarks print measured tables and write them as JSON; they never assert a time.
+
+Timings that must hold on a busy machine come from ``interleaved``: every variant is timed
+once per round, the rounds alternate the variants, and each timing repeats its call for at
+least ``min_seconds`` (as ``torch.utils.benchmark``'s blocked autorange does), so a burst of
+load from elsewhere hits all variants alike. ``ratio`` reports the ratio of two variants'
+fastest rounds with the spread of the round-by-round ratios next to it.
 """
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -52,3 +60,30 @@ def median_seconds(call, device: torch.device | str = "cpu", repeats: int = 3) -
     _checks.positive_int("repeats", repeats)
     call()
     return statistics.median(timed(call, device) for _ in range(repeats))
+
+
+def interleaved(calls: dict[str, Callable[[], object]], rounds: int = 7, device: torch.device | str = "cpu",
+                min_seconds: float = 0.05) -> dict[str, list[float]]:
+    """Seconds per call of every variant in ``calls``, one timing per round, ``rounds`` rounds.
+
+    A warm-up round calls each variant once and fixes how many calls one timing makes (enough
+    for ``min_seconds``); each round then times every variant, in an order rotated from round
+    to round, so no variant always runs first (with cold caches) or last.
+    """
+    _checks.positive_int("rounds", rounds)
+    names = list(calls)
+    numbers = {name: max(1, math.ceil(min_seconds / max(timed(calls[name], device), 1e-9))) for name in names}
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(rounds):
+        for name in names[index % len(names):] + names[:index % len(names)]:
+            call, number = calls[name], numbers[name]
+            seconds[name].append(timed(lambda: [call() for _ in range(number)], device) / number)
+    return seconds
+
+
+def ratio(numerator: list[float], denominator: list[float]) -> tuple[float, float]:
+    """``min(numerator) / min(denominator)`` and its spread: the interquartile range of the
+    round-by-round ratios, relative to their median (0.02: the rounds agree within about 2 %)."""
+    per_round = sorted(a / b for a, b in zip(numerator, denominator))
+    quartiles = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else per_round * 3
+    return min(numerator) / min(denominator), (quartiles[2] - quartiles[0]) / statistics.median(per_round)
