@@ -15,7 +15,11 @@ what Python costs:
    uniformly from 1..L; the work of each step is real.
 
 Timings alternate between the variants within one run, so machine noise hits
-all of them alike; the reported time is the median over repeats. Run::
+all of them alike (``adaptive.infra.benchmarking.interleaved``: ``repeats``
+rounds, each timing at least ``min_seconds`` of repeated calls). A time is the
+fastest round's; each ratio is that of the fastest rounds, reported with its
+spread, the interquartile range of the round-by-round ratios relative to their
+median. Run::
 
     python -m adaptive.benchmark            # full size (width 2048, batch 512, L = 8)
     python -m adaptive.benchmark --quick    # a small, fast version
@@ -23,15 +27,13 @@ all of them alike; the reported time is the median over repeats. Run::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import loop
-from .infra.benchmarking import SHARPNESS, halt_from_depth, synchronize, write_report
+from .infra.benchmarking import SHARPNESS, halt_from_depth, interleaved, ratio, synchronize, write_report
 from .numerics import flush_denormals
 
 
@@ -63,18 +65,9 @@ class WideStep(nn.Module):
         return self.output(s), switch + 0.01 * self.halt(s).squeeze(1), (x, s, depth, n)
 
 
-def _seconds(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 @flush_denormals()                  # as training does; see its docstring
 def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: int = 5,
-            device: str = "cpu", seed: int = 0, bf16: bool = False) -> dict:
+            device: str = "cpu", seed: int = 0, bf16: bool = False, min_seconds: float = 0.05) -> dict:
     """Run both measurements; returns a dict with the parameters and two tables.
 
     ``bf16``: the step under bfloat16 autocast on CUDA (the halting arithmetic stays float32);
@@ -124,9 +117,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
 
     train_fns = {"plain": plain_train, **{m: mechanism_train(m) for m in loop.METHODS}}
     eval_fns = {m: evaluation(m) for m in loop.METHODS}
-    for fn in train_fns.values():            # warm up
-        fn()
-    for fn, _ in eval_fns.values():
+    for fn, _ in eval_fns.values():          # each evaluation's steps, for its bare steps below
         fn()
     # The bare step on the batch sizes an early-exit run had (b_n samples still running at
     # step n): what the steps alone cost, without the loop. On a CPU a step on b rows costs
@@ -143,69 +134,76 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
 
     bare_fns = {name: bare_steps(result["out"].steps) for name, (_, result) in eval_fns.items()}
 
-    for fn in bare_fns.values():
-        fn()
-    train_times = {name: [] for name in train_fns}
-    eval_times = {name: [] for name in eval_fns}
-    bare_times = {name: [] for name in bare_fns}
-    for _ in range(repeats):                 # interleave variants so noise hits all alike
-        for name, fn in train_fns.items():
-            train_times[name] += _seconds(fn, 1)
-        for name, (fn, _) in eval_fns.items():
-            eval_times[name] += _seconds(fn, 1)
-            bare_times[name] += _seconds(bare_fns[name], 1)
+    calls = {**{f"train {name}": fn for name, fn in train_fns.items()},
+             **{f"eval {name}": fn for name, (fn, _) in eval_fns.items()},
+             **{f"bare {name}": fn for name, fn in bare_fns.items()}}
+    seconds = interleaved(calls, rounds=repeats, device=device, min_seconds=min_seconds)
 
-    plain = statistics.median(train_times["plain"])
-    training_rows = [{"mechanism": name, "ms_per_update": 1000 * statistics.median(times),
-                      "ratio_to_plain": statistics.median(times) / plain}
-                     for name, times in train_times.items()]
-    full = statistics.median(eval_times["fixed"])
+    training_rows = []
+    for name in train_fns:
+        to_plain, spread = ratio(seconds[f"train {name}"], seconds["train plain"])
+        training_rows.append({"mechanism": name, "ms_per_update": 1000 * min(seconds[f"train {name}"]),
+                              "ratio_to_plain": to_plain, "ratio_spread": spread})
     eval_rows = []
     for name, (_, result) in eval_fns.items():
-        seconds = statistics.median(eval_times[name])
         mean_steps = result["out"].steps.float().mean().item()
         ideal = max_steps / mean_steps
-        realised = full / seconds
-        achievable = full / statistics.median(bare_times[name])
-        eval_rows.append({"mechanism": name, "ms_per_batch": 1000 * seconds, "mean_steps": mean_steps,
-                          "ideal_speedup": ideal, "achievable_speedup": achievable,
-                          "realised_speedup": realised, "fraction_of_ideal": realised / ideal,
-                          "fraction_of_achievable": realised / achievable})
-    return {"parameters": {"width": width, "batch": batch, "max_steps": max_steps, "repeats": repeats, "bf16": use_bf16,
-                           "device": device, "seed": seed, "threads": torch.get_num_threads()},
+        realised, realised_spread = ratio(seconds["eval fixed"], seconds[f"eval {name}"])
+        achievable, _ = ratio(seconds["eval fixed"], seconds[f"bare {name}"])
+        of_achievable, of_achievable_spread = ratio(seconds[f"bare {name}"], seconds[f"eval {name}"])
+        eval_rows.append({"mechanism": name, "ms_per_batch": 1000 * min(seconds[f"eval {name}"]),
+                          "mean_steps": mean_steps, "ideal_speedup": ideal, "achievable_speedup": achievable,
+                          "realised_speedup": realised, "realised_spread": realised_spread,
+                          "fraction_of_ideal": realised / ideal, "fraction_of_achievable": of_achievable,
+                          "fraction_of_achievable_spread": of_achievable_spread})
+    return {"parameters": {"width": width, "batch": batch, "max_steps": max_steps, "repeats": repeats,
+                           "min_seconds": min_seconds, "bf16": use_bf16, "device": device, "seed": seed,
+                           "threads": torch.get_num_threads()},
             "training": training_rows, "evaluation": eval_rows}
 
 
 def markdown(result: dict) -> str:
-    """The two tables as Markdown."""
-    lines = ["| mechanism | ms per training update | ratio to plain loop |", "|---|---:|---:|"]
-    lines += [f"| {r['mechanism']} | {r['ms_per_update']:.1f} | {r['ratio_to_plain']:.3f} |"
+    """The two tables as Markdown; each ratio with its spread (the relative interquartile range
+    of the round-by-round ratios) in brackets."""
+    lines = ["| mechanism | ms per training update | ratio to plain loop (spread) |", "|---|---:|---:|"]
+    lines += [f"| {r['mechanism']} | {r['ms_per_update']:.2f} | {r['ratio_to_plain']:.3f} ({r['ratio_spread']:.1%}) |"
               for r in result["training"]]
     lines += ["", "| mechanism | ms per batch | mean steps | ideal speed-up (L / mean steps) | "
-              "achievable (bare steps) | realised | fraction of ideal | fraction of achievable |",
+              "achievable (bare steps) | realised (spread) | fraction of ideal | fraction of achievable (spread) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['mechanism']} | {r['ms_per_batch']:.1f} | {r['mean_steps']:.2f} | "
-              f"{r['ideal_speedup']:.2f} | {r['achievable_speedup']:.2f} | {r['realised_speedup']:.2f} | "
-              f"{r['fraction_of_ideal']:.2f} | {r['fraction_of_achievable']:.2f} |"
+    lines += [f"| {r['mechanism']} | {r['ms_per_batch']:.2f} | {r['mean_steps']:.2f} | "
+              f"{r['ideal_speedup']:.2f} | {r['achievable_speedup']:.2f} | "
+              f"{r['realised_speedup']:.2f} ({r['realised_spread']:.1%}) | {r['fraction_of_ideal']:.2f} | "
+              f"{r['fraction_of_achievable']:.2f} ({r['fraction_of_achievable_spread']:.1%}) |"
               for r in result["evaluation"]]
     return "\n".join(lines)
 
 
+QUICK = {"width": 256, "batch": 128, "repeats": 5}
+FULL = {"width": 2048, "batch": 512, "repeats": 5}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--width", type=int, default=2048)
-    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--width", type=int, default=None, help="width of the step (default 2048; --quick: 256)")
+    parser.add_argument("--batch", type=int, default=None, help="samples per batch (default 512; --quick: 128)")
     parser.add_argument("--max-steps", type=int, default=8, help="L, the steps of every run")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds (default 5)")
+    parser.add_argument("--min-seconds", type=float, default=0.05, help="the least time one timing lasts")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the step (CUDA only)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="width 256, batch 128, 3 repeats")
+    parser.add_argument("--quick", action="store_true", help="a small, fast version: width 256, batch 128")
     parser.add_argument("--json", default="build/benchmark.json", help="where to write the JSON")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.width, args.batch, args.repeats = 256, 128, 3
-    result = measure(args.width, args.batch, args.max_steps, args.repeats, args.device, args.seed, args.bf16)
+    sizes = {name: getattr(args, name) if getattr(args, name) is not None else default   # a flag given wins
+             for name, default in (QUICK if args.quick else FULL).items()}
+    for name in ("width", "batch", "repeats", "max_steps"):
+        value = sizes.get(name, getattr(args, name))
+        if value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    result = measure(sizes["width"], sizes["batch"], args.max_steps, sizes["repeats"], args.device, args.seed,
+                     args.bf16, args.min_seconds)
     write_report(result, args.json, markdown(result))
 
 

@@ -18,3 +18,23 @@ def test_benchmark_measures_every_mechanism(tmp_path):
     assert result["evaluation"][0]["mean_steps"] == 4          # fixed runs every step
     assert all(r["mean_steps"] < 4 for r in result["evaluation"][1:])   # the others exit early
     assert result["parameters"]["max_steps"] == 4 and result["parameters"]["bf16"] is False
+    for row in result["training"]:
+        assert row["ratio_spread"] >= 0
+    for row in result["evaluation"]:                           # every ratio comes with its spread
+        assert row["realised_spread"] >= 0 and row["fraction_of_achievable_spread"] >= 0
+
+
+def test_quick_never_replaces_a_size_the_user_gave(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(benchmark, "measure", lambda *args: seen.setdefault("args", args) and {})
+    monkeypatch.setattr(benchmark, "markdown", lambda result: "")
+    monkeypatch.setattr(benchmark, "write_report", lambda *args: None)
+    benchmark.main(["--quick", "--width", "64", "--json", str(tmp_path / "b.json")])
+    width, batch, _, repeats = seen["args"][:4]
+    assert (width, batch, repeats) == (64, benchmark.QUICK["batch"], benchmark.QUICK["repeats"])
+
+
+def test_a_size_below_one_is_refused_before_any_compute(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--quick", "--batch", "0"])
+    assert "--batch must be >= 1, got 0" in capsys.readouterr().err
