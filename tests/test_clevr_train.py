@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import interrupt
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,7 @@ import torch
 from adaptive.clevr import dataset, minigen, questions
 from adaptive.clevr import train as clevr_train
 from adaptive.clevr.train import MacConfig
-from adaptive.infra import results
+from adaptive.infra import checkpoint, results
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(max_steps=3, tau=0.01, width=16, embed_dim=8, batch_size=16, epochs=1)
@@ -81,6 +82,51 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(root, tmp_path):
     assert again["train_seconds"] == resumed["train_seconds"]
     with pytest.raises(ValueError, match="epochs"):
         clevr_train.train(tiny(root, epochs=1), tmp_path / "resumed", progress=False)
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_the_middle_of_an_epoch_resumes_to_the_numbers_of_a_run_never_killed(tmp_path):
+    """The command line SIGKILLed half an epoch after a checkpoint and run again gives the result
+    and the weights (model, EMA, optimiser, schedule) of the same command run once, bit for bit."""
+    data = tmp_path / "mini-clevr"                            # 40 images: about 0.2 s an epoch
+    minigen.generate_split(data, "train", 40, seed=0, features_grid=8)
+    minigen.generate_split(data, "val", 6, seed=0, features_grid=8)
+    questions.vocab_for(data)                                 # before two runs would both write it
+    arguments = ["--data-root", str(data), "--method", "dact", "--tau", "0.01", "--max-steps", "3", "--width", "16",
+                 "--embed-dim", "8", "--batch-size", "16", "--epochs", "12", "--checkpoint-every", "1",
+                 "--threads", "1", "--quiet"]
+    run = {name: [*arguments, "--checkpoint-dir", str(tmp_path / name)] for name in ("straight", "killed")}
+    straight = interrupt.start("adaptive.clevr.train", run["straight"], tmp_path / "straight.log")
+    killed = interrupt.start("adaptive.clevr.train", run["killed"], tmp_path / "killed.log")
+    left = interrupt.kill_between_checkpoints(killed, tmp_path / "killed" / clevr_train.CHECKPOINT,
+                                              tmp_path / "killed.log")
+    assert 2 <= left["state"]["epoch"] < 12                   # killed in epoch 3 or later, before the last
+    interrupt.finish(interrupt.start("adaptive.clevr.train", run["killed"], tmp_path / "resumed.log"),
+                     tmp_path / "resumed.log")
+    interrupt.finish(straight, tmp_path / "straight.log")
+
+    def numbers(name):
+        row = json.loads((tmp_path / name / clevr_train.RESULT).read_text())["runs"][0]
+        row["curve"] = [{k: v for k, v in point.items() if k != "seconds"} for point in row["curve"]]
+        return {key: value for key, value in row.items() if key != "train_seconds"}
+    assert numbers("killed") == numbers("straight")
+    a, b = (checkpoint.read(tmp_path / name / clevr_train.CHECKPOINT) for name in ("straight", "killed"))
+    assert all(interrupt.identical(a[key], b[key]) for key in ("model", "ema", "optimizer", "scheduler"))
+
+
+def test_a_bad_checkpoint_interval_is_refused_before_any_training(root, tmp_path):
+    with pytest.raises(ValueError, match=r"checkpoint_every must be an integer >= 1, got 0"):
+        clevr_train.train(tiny(root), tmp_path, progress=False, checkpoint_every=0)
+    assert not tmp_path.joinpath(clevr_train.CHECKPOINT).exists()
+    with pytest.raises(ValueError, match=r"checkpoint_every must be an integer >= 1, got -1"):
+        clevr_train.main(["--data-root", str(root), "--checkpoint-every", "-1", "--checkpoint-dir", str(tmp_path)])
+
+
+def test_a_longer_checkpoint_interval_saves_the_end_and_resumes_under_another(root, tmp_path):
+    clevr_train.train(tiny(root, epochs=1), tmp_path, progress=False, checkpoint_every=5)
+    assert checkpoint.read(tmp_path / clevr_train.CHECKPOINT)["state"]["epoch"] == 1
+    row = clevr_train.train(tiny(root, epochs=2), tmp_path, progress=False, checkpoint_every=1)
+    assert [point["epoch"] for point in row["curve"]] == [1, 2]
 
 
 def test_resuming_with_another_configuration_is_refused_listing_differences(root, tmp_path):

@@ -1,7 +1,12 @@
 """The shared infrastructure: the trainer skeleton, the command-line builder, the process pool."""
 import argparse
 import functools
+import io
 import json
+import pickle
+import shlex
+import struct
+import zipfile
 from dataclasses import dataclass
 
 import pytest
@@ -15,7 +20,7 @@ from adaptive.infra.trainer import Trainer
 class Counter:
     """A stand-in chapter: one unit adds the next number of a seeded stream to a running sum."""
 
-    def __init__(self, path, total, eval_every=2, checkpoint_every=None, config=None):
+    def __init__(self, path, total, eval_every=2, checkpoint_every=2, config=None):
         self.trainer = Trainer(path, config or {"seed": 0}, total=total, eval_every=eval_every,
                                checkpoint_every=checkpoint_every, progress=False)
         self.stream = torch.Generator().manual_seed(0)
@@ -47,19 +52,26 @@ def test_evaluates_every_eval_every_units_and_after_the_last():
     assert list(state["curve"][0]) == ["update", "sum"]              # the unit count comes first
 
 
-def test_saves_at_every_evaluation_or_every_checkpoint_every_units_and_at_the_end(tmp_path, monkeypatch):
+def test_saves_every_checkpoint_every_units_and_at_the_end(tmp_path, monkeypatch):
     saves = []
     original = checkpoint.save
     monkeypatch.setattr(checkpoint, "save", lambda path, payload: (saves.append(payload["state"]["update"]),
                                                                     original(path, payload)))
-    Counter(tmp_path / "a.pt", total=7, eval_every=3).run()
-    assert saves == [3, 6, 7]
+    Counter(tmp_path / "a.pt", total=7, eval_every=3, checkpoint_every=2).run()
+    assert saves == [2, 4, 6, 7]                                     # not at the evaluations: at the interval
     saves.clear()
-    Counter(tmp_path / "b.pt", total=7, eval_every=3, checkpoint_every=2).run()
-    assert saves == [2, 4, 6, 7]                                     # and the end, not saved at 6 again
-    saves.clear()
-    Counter(tmp_path / "c.pt", total=6, eval_every=3, checkpoint_every=3).run()
+    Counter(tmp_path / "b.pt", total=6, eval_every=3, checkpoint_every=3).run()
     assert saves == [3, 6]                                           # the end was just saved
+    saves.clear()
+    Counter(tmp_path / "c.pt", total=2, checkpoint_every=500).run()
+    assert saves == [2]                                              # a run shorter than the interval too
+
+
+def test_another_checkpoint_interval_still_resumes(tmp_path):
+    Counter(tmp_path / "run.pt", total=4, checkpoint_every=3).run()
+    longer = Counter(tmp_path / "run.pt", total=6, checkpoint_every=1)
+    assert longer.trainer.done == 4
+    assert longer.run()["curve"] == Counter(None, total=6).run()["curve"] and longer.trained == [4, 5]
 
 
 def test_an_interrupted_run_continues_where_it_stopped_to_the_same_result(tmp_path, monkeypatch):
@@ -104,7 +116,7 @@ def test_a_longer_total_extends_a_finished_run_and_time_accumulates(tmp_path):
 
 def test_refuses_another_configuration_or_more_units_than_asked(tmp_path):
     Counter(tmp_path / "run.pt", total=4, config={"seed": 0, "lr": 0.1}).run()
-    with pytest.raises(ValueError, match=r"(?s)run\.pt.*lr: checkpoint has 0\.1, this run has 0\.2"):
+    with pytest.raises(ValueError, match=r"(?s)run\.pt.*lr: checkpoint has 0\.1, this run has 0\.2.*\n    rm "):
         Counter(tmp_path / "run.pt", total=4, config={"seed": 0, "lr": 0.2})
     with pytest.raises(ValueError, match=r"run\.pt already holds 4 updates, more than the 3"):
         Counter(tmp_path / "run.pt", total=3, config={"seed": 0, "lr": 0.1})
@@ -122,10 +134,73 @@ def test_extra_state_is_saved_and_restored_and_only_the_main_rank_writes(tmp_pat
 
 
 @pytest.mark.parametrize("kwargs, name", [(dict(total=0), "total"), (dict(total=2, eval_every=0), "eval_every"),
-                                          (dict(total=2, checkpoint_every=0), "checkpoint_every")])
+                                          (dict(total=2, checkpoint_every=0), "checkpoint_every"),
+                                          (dict(total=2, checkpoint_every=None), "checkpoint_every")])
 def test_bad_schedules_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):
         Trainer(None, {}, **kwargs)
+
+
+# ----------------------------------------------------------------------------- refused checkpoints
+
+class RunsCode:
+    """Unpickled, it would create the file ``marker``: a foreign pickle that runs code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def _write_foreign_pickle(path, marker):
+    path.write_bytes(pickle.dumps({"config": {}, "state": {}, "code": RunsCode(marker)}))
+
+
+def _write_foreign_torch_file_with_code(path, marker):
+    torch.save({"config": {}, "state": {}, "code": RunsCode(marker)}, path)
+
+
+def _flip_a_byte(real: bytes) -> bytes:
+    """``real`` with one byte of its first stored tensor inverted, as a bad disk would leave it."""
+    with zipfile.ZipFile(io.BytesIO(real)) as archive:
+        member = next(info for info in archive.infolist() if "/data/" in info.filename)
+    name_length, extra_length = struct.unpack("<HH", real[member.header_offset + 26:member.header_offset + 30])
+    start = member.header_offset + 30 + name_length + extra_length               # past the local header
+    return real[:start] + bytes([real[start] ^ 0xFF]) + real[start + 1:]
+
+
+BROKEN = {                                          # how to spoil a checkpoint, and what the refusal says
+    "empty": (lambda path, real, marker: path.write_bytes(b""), "it is empty"),
+    "truncated": (lambda path, real, marker: path.write_bytes(real[:len(real) // 2]), "truncated or not a torch"),
+    "damaged": (lambda path, real, marker: path.write_bytes(_flip_a_byte(real)), "damaged torch file"),
+    "text": (lambda path, real, marker: path.write_text("not a checkpoint\n"), "truncated or not a torch file"),
+    "foreign torch file": (lambda path, real, marker: torch.save([1, 2], path), "not a checkpoint of this package"),
+    "foreign pickle": (lambda path, real, marker: _write_foreign_pickle(path, marker), "not a torch file"),
+    "torch file with code": (lambda path, real, marker: _write_foreign_torch_file_with_code(path, marker),
+                             "objects other than tensors"),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_a_corrupt_or_foreign_checkpoint_is_refused_with_its_path_and_the_command_to_remove_it(tmp_path, kind):
+    Counter(tmp_path / "real.pt", total=2).run()
+    path, marker = tmp_path / "it's a run" / "checkpoint.pt", tmp_path / "code ran"
+    path.parent.mkdir()
+    spoil, problem = BROKEN[kind]
+    spoil(path, (tmp_path / "real.pt").read_bytes(), marker)
+    with pytest.raises(ValueError) as refusal:
+        Counter(path, total=2)
+    message = str(refusal.value)
+    assert problem in message and str(path) in message and f"rm {shlex.quote(str(path))}" in message
+    assert "starts afresh" in message and path.exists()              # refused, never removed behind the user's back
+    assert not marker.exists()                                       # nothing in the file ran
+    unsafe_loads = {"foreign pickle": lambda: pickle.loads(path.read_bytes()),
+                    "torch file with code": lambda: torch.load(path, weights_only=False)}
+    if kind in unsafe_loads:
+        unsafe_loads[kind]()                                         # what an unsafe load would have done
+        assert marker.exists()
 
 
 # ----------------------------------------------------------------------------- the command-line builder
@@ -306,3 +381,16 @@ def test_output_paths_are_created_and_test_written_up_front(tmp_path):
     blocked.write_text("")
     with pytest.raises(ValueError, match=r"results_path = .*cannot be written"):
         notebook.check_output(blocked / "results.json")                 # its folder would be a file
+
+
+def test_a_save_removes_what_a_killed_save_left_beside_the_checkpoint(tmp_path):
+    from adaptive.infra import checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    left = tmp_path / "checkpoint.pt8f3k2x.tmp"                  # the temporary file of a save killed mid-write
+    left.write_bytes(b"half a checkpoint")
+    other = tmp_path / "other.pt1a2b3c.tmp"                       # another checkpoint's write: not ours
+    other.write_bytes(b"")
+    checkpoint.save(path, {"config": {}, "state": {}})
+    assert checkpoint.read(path) == {"config": {}, "state": {}}
+    assert not left.exists() and other.exists()

@@ -29,19 +29,71 @@ def test_same_seed_same_result():
     assert first["curve"] == second["curve"] and first["accuracy"] == second["accuracy"]
 
 
-def test_interrupted_run_resumes_to_the_same_model(tmp_path):
+def _saved(folder, config):
+    return checkpoint.read(folder / f"{config.key()}.pt")
+
+
+def test_interrupted_run_resumes_to_the_same_model(tmp_path, monkeypatch):
     config = training.RunConfig("act", tau=0.01, **TINY)
     straight = training.train(config, progress=False)[0]
-    # an interrupted run: the same configuration stopped after a checkpoint at update 3
-    partial = training.RunConfig("act", tau=0.01, **(TINY | {"updates": 3}))
-    training.train(partial, checkpoint_dir=tmp_path, progress=False, checkpoint_every=3)
-    saved = torch.load(tmp_path / f"{partial.key()}.pt", weights_only=False)
-    saved["config"] = training.asdict(config)
-    checkpoint.save(tmp_path / f"{config.key()}.pt", saved)
-    resumed = training.train(config, checkpoint_dir=tmp_path, progress=False, checkpoint_every=3)[0]
-    assert resumed["accuracy"] == straight["accuracy"]
-    assert [p["train_loss"] for p in resumed["curve"]] == pytest.approx(
-        [p["train_loss"] for p in straight["curve"]])
+
+    class Interrupted(Exception):
+        pass
+
+    def save_then_stop(path, payload):
+        original(path, payload)
+        raise Interrupted
+    original = checkpoint.save
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint, "save", save_then_stop)
+        with pytest.raises(Interrupted):                       # stopped right after the checkpoint at update 2
+            training.train(config, checkpoint_dir=tmp_path, progress=False, checkpoint_every=2)
+    assert _saved(tmp_path, config)["state"]["update"] == 2
+    resumed = training.train(config, checkpoint_dir=tmp_path, progress=False, checkpoint_every=2)[0]
+    assert resumed["accuracy"] == straight["accuracy"] and resumed["curve"] == straight["curve"]
+
+
+def test_a_run_shorter_than_the_checkpoint_interval_saves_its_end(tmp_path):
+    config = training.RunConfig("dact", tau=0.01, **TINY)                  # 6 updates
+    training.train(config, checkpoint_dir=tmp_path, progress=False, checkpoint_every=500)
+    assert _saved(tmp_path, config)["state"]["update"] == 6
+
+
+def test_more_updates_extend_a_finished_run_to_the_longer_run_and_fewer_are_refused(tmp_path, monkeypatch):
+    """20 updates, then 40 in the same folder under another checkpoint interval: only the last 20 are
+    trained, and the model is the straight 40-update run's, bit for bit. PACT trains on relaxed
+    samples and evaluates on discrete ones, and eval_every = 3 puts an extra evaluation at update 20:
+    the evaluations must not draw from the training's generator."""
+    short, long = (training.RunConfig("pact", tau=0.01, eval_modes=("discrete",), **(TINY | {"updates": n}))
+                   for n in (20, 40))
+    assert short.key() == long.key()                              # one checkpoint, whatever the length
+    straight = training.train(long, checkpoint_dir=tmp_path / "straight", progress=False)[0]
+    training.train(short, checkpoint_dir=tmp_path / "extended", progress=False, checkpoint_every=7)
+    batches, sample = [], training.Parity.sample
+
+    def counted(task, n, generator, split="train"):
+        batches.extend([n] if split == "train" else [])
+        return sample(task, n, generator, split=split)
+    monkeypatch.setattr(training.Parity, "sample", counted)
+    extended = training.train(long, checkpoint_dir=tmp_path / "extended", progress=False, checkpoint_every=3)[0]
+    assert batches == [16] * 20                                   # one batch per update still to do
+    a, b = (_saved(tmp_path / name, long)["model"] for name in ("straight", "extended"))
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    assert extended["accuracy"] == straight["accuracy"] and extended["mean_steps"] == straight["mean_steps"]
+    assert [p for p in extended["curve"] if p["update"] != 20] == straight["curve"]   # the short run's end, more
+    with pytest.raises(ValueError, match=r"already holds 40 updates, more than the 10 updates asked for"):
+        training.train(training.RunConfig("pact", tau=0.01, eval_modes=("discrete",), **(TINY | {"updates": 10})),
+                       checkpoint_dir=tmp_path / "extended", progress=False)
+
+
+@pytest.mark.parametrize("every", [0, -5, 2.5, None])
+def test_a_bad_checkpoint_interval_is_refused_before_any_training(every, tmp_path):
+    with pytest.raises(ValueError, match=rf"checkpoint_every must be an integer >= 1, got {every}"):
+        training.train(training.RunConfig("dact", **TINY), checkpoint_dir=tmp_path, progress=False,
+                       checkpoint_every=every)
+    with pytest.raises(ValueError, match=r"checkpoint_every must be an integer >= 1, got 0"):
+        training.main(["--method", "dact", "--checkpoint-every", "0", "--checkpoint-dir", str(tmp_path), "--quiet"])
+    assert not any(tmp_path.iterdir())
 
 
 def test_finished_run_is_reused_not_retrained(tmp_path):
@@ -53,7 +105,7 @@ def test_finished_run_is_reused_not_retrained(tmp_path):
 
 def test_checkpoint_with_other_configuration_is_refused_with_differences(tmp_path):
     path = tmp_path / "run.pt"
-    checkpoint.save(path, {"config": {"tau": 0.1, "seed": 0}})
+    checkpoint.save(path, {"config": {"tau": 0.1, "seed": 0}, "state": {}})
     with pytest.raises(ValueError, match=r"tau: checkpoint has 0\.1, this run has 0\.2"):
         checkpoint.load(path, {"tau": 0.2, "seed": 0})
     assert checkpoint.load(tmp_path / "missing.pt", {}) is None

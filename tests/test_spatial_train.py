@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import interrupt
 import pytest
 import torch
 
@@ -108,9 +109,9 @@ def _interrupted_then_resumed(config, folder, monkeypatch):
     with monkeypatch.context() as patch:
         _interrupt_after_first_checkpoint(patch)
         with pytest.raises(Interrupted, match="stopped at update 3"):
-            st.train(config, folder, progress=False)
+            st.train(config, folder, progress=False, checkpoint_every=3)
     assert saved(folder)["state"]["update"] == 3
-    return st.train(config, folder, progress=False)
+    return st.train(config, folder, progress=False, checkpoint_every=3)
 
 
 def test_an_interrupted_sact_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
@@ -154,12 +155,80 @@ def test_resuming_with_another_configuration_is_refused_listing_differences(runs
     before = (folder / st.CHECKPOINT).read_bytes()
     with pytest.raises(ValueError, match=r"tau: checkpoint has 0\.01, this run has 0\.02"):
         st.train(tiny(**METHODS["act"], tau=0.02), folder, progress=False)
-    with pytest.raises(ValueError, match=r"(?s)updates: checkpoint has 2, this run has 3"):
+    with pytest.raises(ValueError, match=r"refusing to extend .*checkpoint\.pt to 3 updates: its 2 updates were "
+                                         r"trained for a run of 2, whose learning rate drops at updates \(1, 2, 2\)"):
         st.train(tiny(**METHODS["act"], updates=3), folder, progress=False)
     with pytest.raises(ValueError, match=r"(?s)eps: checkpoint has 0\.01, this run has 0\.05.*method: "
                                          r"checkpoint has 'act', this run has 'sact'"):
         st.train(tiny(method="sact", eps=0.05), folder, progress=False)
     assert (folder / st.CHECKPOINT).read_bytes() == before
+
+
+def test_more_updates_extend_a_run_stopped_mid_epoch_to_the_longer_run_at_a_constant_learning_rate(tmp_path):
+    """3 updates (of 4 an epoch), then 6 in the same folder: the rest of epoch 0 and half of epoch 1,
+    as a straight 6-update run takes them, under another checkpoint interval; 2 is then refused."""
+    short, long = tiny(method="psact", milestones=(), updates=3, eval_every=3), tiny(method="psact", milestones=(),
+                                                                                     updates=6, eval_every=3)
+    straight = st.train(long, tmp_path / "straight", progress=False)
+    st.train(short, tmp_path / "extended", progress=False, checkpoint_every=2)
+    extended = st.train(long, tmp_path / "extended", progress=False, checkpoint_every=5)
+    a, b = saved(tmp_path / "straight"), saved(tmp_path / "extended")
+    assert same_tensors(a["model"], b["model"]) and interrupt.identical(a["optimizer"], b["optimizer"])
+    assert extended["curve"] == straight["curve"] and extended["accuracy"] == straight["accuracy"]
+    assert b["run"] == long.as_dict() and st.load_trained(tmp_path / "extended" / st.CHECKPOINT)[1] == long
+    with pytest.raises(ValueError, match=r"already holds 6 updates, more than the 2 updates asked for"):
+        st.train(tiny(method="psact", milestones=(), updates=2, eval_every=3), tmp_path / "extended", progress=False)
+
+
+def test_a_run_stopped_before_its_first_learning_rate_drop_extends_to_a_longer_schedule(tmp_path, monkeypatch):
+    """Stopped after 3 of 10 updates (the first drop at 6), a 20-update run (drops at 12, 15, 18) may go
+    on: its first 3 updates had the same learning rate, so it ends where a straight 20-update run does."""
+    longer = tiny(method="sact", updates=20, eval_every=10)
+    with monkeypatch.context() as patch:
+        _interrupt_after_first_checkpoint(patch)
+        with pytest.raises(Interrupted, match="stopped at update 3"):
+            st.train(tiny(method="sact", updates=10, eval_every=10), tmp_path / "extended", progress=False,
+                     checkpoint_every=3)
+    extended = st.train(longer, tmp_path / "extended", progress=False)
+    straight = st.train(longer, tmp_path / "straight", progress=False)
+    assert extended["curve"] == straight["curve"] and [point["update"] for point in extended["curve"]] == [10, 20]
+    assert same_tensors(saved(tmp_path / "extended")["model"], saved(tmp_path / "straight")["model"])
+
+
+def test_a_run_shorter_than_the_checkpoint_interval_saves_its_end_and_a_bad_interval_is_refused(runs, tmp_path):
+    _, folder, _ = runs("fixed")                                   # 2 updates, checkpoint_every 1000
+    assert saved(folder)["state"]["update"] == 2
+    with pytest.raises(ValueError, match=r"checkpoint_every must be an integer >= 1, got 0"):
+        st.train(tiny(), tmp_path, progress=False, checkpoint_every=0)
+    with pytest.raises(ValueError, match=r"checkpoint_every must be an integer >= 1, got -3"):
+        st.main(["--checkpoint-every", "-3", "--checkpoint-dir", str(tmp_path), "--device", "cpu"])
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_the_middle_of_an_epoch_resumes_to_the_numbers_of_a_run_never_killed(tmp_path):
+    """The command line SIGKILLed between two checkpoints and run again gives the result and the
+    weights (model, optimiser) of the same command run once, bit for bit. 11 updates an epoch and
+    a checkpoint every 5: every checkpoint before the last lies inside an epoch, so the rerun
+    starts in the middle of one, and repeats the updates the killed run did after its checkpoint."""
+    arguments = ["--method", "psact", "--tau", "0.01", "--depth", "14", "--train-size", "176", "--test-size", "32",
+                 "--batch-size", "16", "--updates", "50", "--eval-every", "10", "--checkpoint-every", "5",
+                 "--device", "cpu", "--quiet"]
+    run = {name: [*arguments, "--checkpoint-dir", str(tmp_path / name)] for name in ("straight", "killed")}
+    straight = interrupt.start("adaptive.spatial.train", run["straight"], tmp_path / "straight.log")
+    killed = interrupt.start("adaptive.spatial.train", run["killed"], tmp_path / "killed.log")
+    left = interrupt.kill_between_checkpoints(killed, tmp_path / "killed" / st.CHECKPOINT, tmp_path / "killed.log")
+    assert 10 <= left["state"]["update"] < 50 and left["state"]["update"] % 11 != 0          # inside an epoch
+    interrupt.finish(interrupt.start("adaptive.spatial.train", run["killed"], tmp_path / "resumed.log"),
+                     tmp_path / "resumed.log")
+    interrupt.finish(straight, tmp_path / "straight.log")
+
+    def numbers(name):
+        row = json.loads((tmp_path / name / st.RESULT).read_text())["runs"][0]
+        return {key: value for key, value in row.items() if key != "train_seconds"}
+    assert numbers("killed") == numbers("straight")
+    a, b = saved(tmp_path / "straight"), saved(tmp_path / "killed")
+    assert same_tensors(a["model"], b["model"]) and interrupt.identical(a["optimizer"], b["optimizer"])
 
 
 # ----------------------------------------------------------------------------- fine-tuning

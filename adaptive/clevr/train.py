@@ -10,12 +10,15 @@ fresh optimisers.
 ``train(config, checkpoint_dir)`` runs one ``MacConfig`` and returns its results row. Every
 epoch it trains through ``adaptive.loop.run`` (the one loop: halting is never computed here),
 evaluates the EMA weights with per-sample early exit, and writes ``checkpoint_dir/
-checkpoint.pt`` atomically (``adaptive.infra.trainer.Trainer`` runs the epochs as its units).
+checkpoint.pt`` atomically every ``checkpoint_every`` epochs and at the end
+(``adaptive.infra.trainer.Trainer`` runs the epochs as its units, under its checkpoint policy).
 Called again with the same configuration it resumes from there; ``epochs``, ``device`` and
 ``workers`` may differ (``RESUMABLE``), so a finished 10-epoch run continues to 30 epochs
-when asked for 30, and a checkpoint of more epochs than asked is refused. Any other
+when asked for 30 (the learning-rate schedule follows the validation accuracy, not the
+planned length), and a checkpoint of more epochs than asked is refused. Any other
 difference is refused with the list of differences. ``checkpoint_dir`` holds one run: give every run its own folder
-(``MacConfig.name()`` is a readable one).
+(``MacConfig.name()`` is a readable one). A run killed in the middle of an epoch repeats that
+epoch from its start.
 
 Randomness: the model is initialised from ``seed``; the dropout masks of epoch e on rank r
 come from a generator seeded with (seed, e, r) and the order of epoch e from (seed, e), so
@@ -36,6 +39,7 @@ import contextlib
 import copy
 import json
 import os
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,7 +50,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from .. import _checks, loop
-from ..infra import cli, distributed, results, seeding
+from ..infra import checkpoint, cli, distributed, results, seeding
 from ..infra.distributed import Context
 from ..infra.trainer import Trainer
 from ..numerics import flush_denormals
@@ -321,8 +325,8 @@ def _initialise_from(mac: MAC, path: str, vocab: questions.Vocab) -> dict:
         raise ValueError(f"init_from {path} does not exist; pre-train first, e.g. python -m "
                          f"adaptive.clevr.train --method fixed --max-steps 12 ... --checkpoint-dir DIR, "
                          f"then pass DIR/{CHECKPOINT}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    weights = payload.get("ema") if isinstance(payload, dict) else None
+    payload = checkpoint.read(path)
+    weights = payload.get("ema")
     if not isinstance(weights, dict):
         raise ValueError(f"init_from {path} is not a checkpoint of adaptive.clevr.train (it has no 'ema' weights)")
     saved_vocab = payload.get("vocab")
@@ -404,7 +408,8 @@ def _row(config: MacConfig, state: dict, evaluation: dict, context: Context, ini
 
 
 @flush_denormals()
-def train(config: MacConfig, checkpoint_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
+def train(config: MacConfig, checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
+          checkpoint_every: int = 1) -> dict:
     """Train (or resume, or just report) one configuration; return its results row.
 
     The row: ``method, tau, seed, accuracy, mean_steps, max_steps`` (L), ``gate``,
@@ -412,19 +417,21 @@ def train(config: MacConfig, checkpoint_dir: str | os.PathLike | None = None, pr
     ``type_steps``, ``steps_histogram``, ``curve`` (one entry per epoch), ``config``,
     ``train_seconds`` and more; accuracy and steps are the EMA model's on the val split at
     the last epoch, with early exit. With ``checkpoint_dir``, rank 0 writes
-    ``checkpoint.pt`` after every epoch and ``result.json`` (``adaptive.infra.results`` format)
-    at the end.
+    ``checkpoint.pt`` after every ``checkpoint_every`` epochs and at the end, and ``result.json``
+    (``adaptive.infra.results`` format) at the end.
     """
     if not isinstance(config, MacConfig):
         raise ValueError(f"config must be a MacConfig, got {type(config).__name__}")
+    _checks.positive_int("checkpoint_every", checkpoint_every)
     context = distributed.setup(config.device)
     try:
-        return _train(config, Path(checkpoint_dir) if checkpoint_dir is not None else None, progress, context)
+        return _train(config, Path(checkpoint_dir) if checkpoint_dir is not None else None, progress,
+                      checkpoint_every, context)
     finally:
         distributed.teardown(context)
 
 
-def _train(config: MacConfig, folder: Path | None, progress: bool, context: Context) -> dict:
+def _train(config: MacConfig, folder: Path | None, progress: bool, checkpoint_every: int, context: Context) -> dict:
     device = context.device
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device is {config.device!r} but torch sees no CUDA device; use device='cpu'")
@@ -434,8 +441,8 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, context: Cont
     bf16 = config.bf16 and device.type == "cuda"
     vocab, train_set, val_set = load_data(config, context)
     trainer = Trainer(folder / CHECKPOINT if folder is not None else None, config.comparable(),
-                      total=config.epochs, unit="epoch", eval_every=1, is_main=context.is_main,
-                      progress=progress, description=config.name(),
+                      total=config.epochs, unit="epoch", eval_every=1, checkpoint_every=checkpoint_every,
+                      is_main=context.is_main, progress=progress, description=config.name(),
                       extra_state={"world_size": context.world, "evaluation": None})
     saved = trainer.saved
 
@@ -503,7 +510,8 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, context: Cont
 
     state = trainer.run(train_unit, evaluate_epoch, payload)
     if state["evaluation"] is None:                  # epochs >= 1, so only a checkpoint from elsewhere
-        raise ValueError(f"the checkpoint {trainer.path} holds no evaluation; delete it and train again")
+        raise ValueError(f"the checkpoint {trainer.path} holds no evaluation; remove it and train again: "
+                         f"rm {shlex.quote(str(trainer.path))}")
     row = _row(config, state, state["evaluation"], context, init)
     if folder is not None and context.is_main:
         results.write(folder / RESULT, asdict(config), [row])
@@ -512,11 +520,8 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, context: Cont
 
 def load_trained(path: str | os.PathLike, device: str = "cpu") -> tuple[MAC, MacConfig, questions.Vocab]:
     """The EMA model of a checkpoint (in eval mode), its configuration and vocabulary."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or "ema" not in payload or "model_args" not in payload:
+    payload = checkpoint.read(path)
+    if "ema" not in payload or "model_args" not in payload:
         raise ValueError(f"{path} is not a checkpoint of adaptive.clevr.train")
     mac = MAC(**payload["model_args"])
     mac.load_state_dict(payload["ema"])
@@ -550,6 +555,8 @@ def main(argv=None) -> dict:
                              parsers={"dropout": json.loads})
     parser.add_argument("--checkpoint-dir", default=None,
                         help="folder of this run's checkpoint.pt and result.json (default: build/clevr/<name>)")
+    parser.add_argument("--checkpoint-every", type=int, default=1,
+                        help="epochs between checkpoints; the end is always saved (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = vars(parser.parse_args(argv))
@@ -558,7 +565,7 @@ def main(argv=None) -> dict:
     if threads is not None:
         torch.set_num_threads(_checks.positive_int("threads", threads))
     folder = Path(checkpoint_dir) if checkpoint_dir else Path("build") / "clevr" / config.name()
-    row = train(config, folder, progress=not quiet)
+    row = train(config, folder, progress=not quiet, checkpoint_every=args["checkpoint_every"])
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{config.name()}: accuracy {row['accuracy']:.4f}, mean steps {row['mean_steps']:.2f} of "
               f"{row['max_steps']}, {row['epochs']} epochs in {row['train_seconds']:.0f} s "

@@ -1,10 +1,14 @@
 """Training and evaluating step functions on the parity task, one run or a grid.
 
-``train`` runs one configuration: Adam on fresh batches from a seeded stream,
-a learning curve on the fixed held-out set, a final evaluation with early
-exit, atomic checkpoints and resume (the loop, the evaluation schedule and the
-checkpoints are ``adaptive.infra.trainer``'s). ``train_grid`` runs many
-configurations, in parallel processes when asked, with a progress bar. CLI::
+``train`` runs one configuration: Adam (constant learning rate) on fresh batches from a
+seeded stream, a learning curve on the fixed held-out set, a final evaluation with early
+exit, atomic checkpoints and resume (the loop, the evaluation schedule and the checkpoint
+policy are ``adaptive.infra.trainer``'s). A checkpoint is named after the configuration
+without its length (``RunConfig.key``), so a run asked for more updates than a finished one
+holds extends it, and the result is the longer run's, bit for bit: nothing in an update
+depends on ``updates``, and the learning curve's evaluations draw from their own generator,
+never from the training's. ``train_grid`` runs many configurations, in parallel processes
+when asked, with a progress bar. CLI::
 
     python -m adaptive.parity.train --method dact --tau 0.01 --checkpoint-dir build/parity
 """
@@ -25,6 +29,8 @@ from ..infra.trainer import Trainer
 from ..numerics import flush_denormals
 from .model import ParityRNN
 from .task import Parity
+
+RESUMABLE = ("updates",)                     # may change when a run is resumed: a longer run extends it
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,13 @@ class RunConfig:
         known = loop.RULES[self.method].eval_modes
         return tuple(mode for mode in self.eval_modes if mode in known) or ("thresholded",)
 
+    def comparable(self) -> dict:
+        """The settings a checkpoint must share to be resumed: all but ``RESUMABLE``."""
+        return {key: value for key, value in asdict(self).items() if key not in RESUMABLE}
+
     def key(self) -> str:
-        """A file name unique to this configuration."""
-        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        """A file name unique to this configuration but for its length (``comparable``)."""
+        digest = hashlib.sha1(json.dumps(self.comparable(), sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.method}-tau{self.tau:g}-L{self.max_steps}-seed{self.seed}-{digest}"
 
 
@@ -101,10 +111,12 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
           progress: bool = True, checkpoint_every: int = 500) -> list[dict]:
     """Train one configuration; return one result row per evaluation mode.
 
-    With ``checkpoint_dir``, the run saves itself every ``checkpoint_every``
-    updates and at the end, and a later call with the same configuration
-    resumes from where it stopped (or returns the finished run's results).
+    With ``checkpoint_dir``, the run saves itself to ``<checkpoint_dir>/<config.key()>.pt``
+    every ``checkpoint_every`` updates and at the end, and a later call with the same
+    configuration resumes from where it stopped (or returns the finished run's results); one
+    with more ``updates`` trains only the updates still to do, one with fewer is refused.
     """
+    _checks.positive_int("checkpoint_every", checkpoint_every)
     torch.manual_seed(config.seed)
     task = Parity(config.size)
     x_val, y_val, d_val = (t.to(device) for t in task.fixed_set(config.eval_size, config.eval_seed))
@@ -114,7 +126,7 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
     stream = torch.Generator().manual_seed(config.seed)                     # training batches
     noise = torch.Generator(device=device).manual_seed(config.seed + 1)     # PACT / PonderNet draws
     halting = config.halting()
-    trainer = Trainer(Path(checkpoint_dir) / f"{config.key()}.pt" if checkpoint_dir else None, asdict(config),
+    trainer = Trainer(Path(checkpoint_dir) / f"{config.key()}.pt" if checkpoint_dir else None, config.comparable(),
                       total=config.updates, eval_every=config.eval_every, checkpoint_every=checkpoint_every,
                       progress=progress, description=config.key().rsplit("-", 1)[0])
     if trainer.saved:
@@ -137,7 +149,9 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
         return out
 
     def evaluate_point(out: loop.Output) -> dict:
-        scores = evaluate(model, halting, x_val, y_val, d_val, noise)
+        """The last update's losses, and the held-out scores with draws of their own (not ``noise``'s)."""
+        scores = evaluate(model, halting, x_val, y_val, d_val,
+                          torch.Generator(device=device).manual_seed(config.eval_seed))
         return {"train_loss": out.loss.item(), "task_loss": out.task_loss.item(),
                 "accuracy": scores["accuracy"], "mean_steps": scores["mean_steps"]}
 
@@ -186,7 +200,8 @@ def main(argv=None) -> list[dict]:
     cli.add_config_arguments(parser, RunConfig, help_texts=_HELP, choices={"eval_modes": pact.MODES})
     parser.add_argument("--checkpoint-dir", default="build/parity",
                         help="folder of the checkpoint <key>.pt (default build/parity)")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="updates between checkpoints (default 500)")
+    parser.add_argument("--checkpoint-every", type=int, default=500,
+                        help="updates between checkpoints; the end is always saved (default 500)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = vars(parser.parse_args(argv))

@@ -7,11 +7,18 @@ with REINFORCE uses Adam at 1e-3 with the same schedule and an exponential-movin
 reward baseline with decay 0.99 (PSACT sec. 6). The generated objects (``adaptive.spatial.objects``)
 get flips only: a crop would move the objects away from their masks.
 
-A run is a ``SpatialConfig``; ``train(config, checkpoint_dir)`` writes an atomic checkpoint at
-every evaluation and at the end, resumes from it (a run stopped after update u continues with
-update u + 1, with the same batches, since the batches of an epoch depend only on (seed,
-epoch)), and refuses a checkpoint made with another configuration, listing the differences
-(``adaptive.infra.trainer.Trainer`` runs the updates as its units). Under
+A run is a ``SpatialConfig``; ``train(config, checkpoint_dir)`` writes an atomic checkpoint
+every ``checkpoint_every`` updates and at the end, resumes from it (a run stopped after update u
+continues with update u + 1, in the middle of an epoch too, with the same batches, since the
+batches of an epoch depend only on (seed, epoch), and the same draws, since those of an update
+depend only on (seed, rank, update)), and refuses a checkpoint made with another
+configuration, listing the differences (``adaptive.infra.trainer.Trainer`` runs the updates as
+its units, under its checkpoint policy). The configuration a checkpoint must match leaves out
+``updates`` (``RESUMABLE``), but the learning rate drops at fractions of ``updates``: a run is
+extended to more updates only where the updates it has done keep their learning rates (with
+``milestones=()``, a constant rate, always; with the recipe's, only a run stopped before its
+first drop at 60 %), since only then is the extended run the longer run; otherwise the
+checkpoint is refused, naming both schedules. Under
 ``torchrun --nproc_per_node=N -m adaptive.spatial.train ...`` every rank takes its share of
 each batch and DistributedDataParallel averages the gradients (NCCL on GPUs, Gloo on the CPU).
 On CUDA with ``bf16=True`` the network runs under bfloat16 autocast; the halting rules run in
@@ -21,7 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+import shlex
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -29,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _checks
-from ..infra import cli, distributed, pool, results, seeding
+from ..infra import checkpoint, cli, distributed, pool, results, seeding
 from ..infra.trainer import Trainer
 from ..numerics import flush_denormals
 from . import cifar
@@ -41,6 +49,7 @@ DATASETS = ("objects", "cifar10")
 OPTIMIZERS = ("sgd", "adam")
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
+RESUMABLE = ("updates",)                # may change when a run is resumed, as far as the schedule allows
 
 
 @dataclass(frozen=True)
@@ -115,13 +124,21 @@ class SpatialConfig:
             return ("fixed",)
         return self.eval_modes or (self.halting().default_eval_mode,)
 
+    def milestone_updates(self) -> tuple[int, ...]:
+        """The updates (0-based) from which the learning rate is divided by 10 once more."""
+        return tuple(round(m * self.updates) for m in self.milestones)
+
     def learning_rate(self, update: int) -> float:
         """The learning rate of update ``update`` (0-based): ``lr`` divided by 10 at each milestone passed."""
-        passed = sum(update >= round(m * self.updates) for m in self.milestones)
+        passed = sum(update >= milestone for milestone in self.milestone_updates())
         return self.lr * 0.1 ** passed
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def comparable(self) -> dict:
+        """The settings a checkpoint must share to be resumed: all but ``RESUMABLE``."""
+        return {key: value for key, value in asdict(self).items() if key not in RESUMABLE}
 
 
 # ----------------------------------------------------------------------------- data
@@ -266,29 +283,52 @@ def _halting_to_float(model: spatial.AdaptiveResNet) -> None:
 
 
 def train(config: SpatialConfig, checkpoint_dir: str | Path | None = None, device: str = "cpu",
-          progress: bool = True) -> dict:
+          progress: bool = True, checkpoint_every: int = 100) -> dict:
     """Train one configuration; return its results row (also written to ``result.json``).
 
     The row holds ``results.REQUIRED`` (accuracy and mean_steps of the method's default
     rule; steps are residual units per position summed over blocks, so ``max_steps`` is
     the most a position may take, every unit of every block, and ``observed_max_steps``
     the most one took on the test set), the FLOPs, one evaluation per rule of
-    ``config.modes``, the learning curve and the config.
+    ``config.modes``, the learning curve and the config. With ``checkpoint_dir``, rank 0 writes
+    ``checkpoint.pt`` every ``checkpoint_every`` updates and at the end.
     """
     if not isinstance(config, SpatialConfig):
         raise ValueError(f"config must be a SpatialConfig, got {type(config).__name__}")
+    _checks.positive_int("checkpoint_every", checkpoint_every)
     context = distributed.setup(device)
     try:
         with flush_denormals():
-            return _train(config, None if checkpoint_dir is None else Path(checkpoint_dir), context, progress)
+            return _train(config, None if checkpoint_dir is None else Path(checkpoint_dir), context, progress,
+                          checkpoint_every)
     finally:
         distributed.teardown(context)
 
 
-def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) -> dict:
+def _check_same_schedule(config: SpatialConfig, saved: dict, done: int, path: Path) -> None:
+    """Refuse to extend the run saved at ``path`` if its ``done`` updates had other learning rates.
+
+    A milestone at or beyond ``done`` has not acted yet, so only the milestones before it must agree.
+    """
+    planned = saved["run"]["updates"]
+    before = replace(config, updates=planned).milestone_updates()
+    if [min(m, done) for m in before] != [min(m, done) for m in config.milestone_updates()]:
+        raise ValueError(f"refusing to extend {path} to {config.updates} updates: its {done} updates were "
+                         f"trained for a run of {planned}, whose learning rate drops at updates {before}, "
+                         f"while a run of {config.updates} drops it at updates {config.milestone_updates()}; "
+                         f"extended, it would not be the longer run. Train the longer run in another "
+                         f"checkpoint directory, or start it afresh here: rm {shlex.quote(str(path))}")
+
+
+def _train(config: SpatialConfig, folder: Path | None, context, progress: bool, checkpoint_every: int) -> dict:
     device = context.device
     if config.batch_size % context.world:
         raise ValueError(f"batch_size = {config.batch_size} must be divisible by the {context.world} processes")
+    trainer = Trainer(None if folder is None else folder / CHECKPOINT, config.comparable(), total=config.updates,
+                      eval_every=config.eval_every, checkpoint_every=checkpoint_every, is_main=context.is_main,
+                      progress=progress, description=f"{config.method} tau={config.tau:g}")
+    if trainer.saved is not None:                   # refused before the data are made
+        _check_same_schedule(config, trainer.saved, trainer.done, trainer.path)
     data = Data(config)
     model = build(config).to(device)
     if config.bf16 and device.type == "cuda":
@@ -297,9 +337,6 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
         _initialise_from(model, config.init_from)
     optimizer = _optimizer(config, model)
     baseline = RewardBaseline(config.baseline_decay) if config.estimator == "reinforce" else None
-    trainer = Trainer(None if folder is None else folder / CHECKPOINT, config.as_dict(), total=config.updates,
-                      eval_every=config.eval_every, is_main=context.is_main, progress=progress,
-                      description=f"{config.method} tau={config.tau:g}")
     if trainer.saved is not None:
         model.load_state_dict(trainer.saved["model"])
         optimizer.load_state_dict(trainer.saved["optimizer"])
@@ -352,7 +389,7 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool) 
         return point
 
     def payload() -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        return {"run": config.as_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "baseline": None if baseline is None else baseline.value}
 
     model.train()
@@ -391,7 +428,10 @@ def _initialise_from(model: spatial.AdaptiveResNet, path: str) -> None:
     This is the pre-train then fine-tune recipe: one plain network, trained once, is the
     starting point of every adaptive variant.
     """
-    weights = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    weights = checkpoint.read(path).get("model")
+    if not isinstance(weights, dict):
+        raise ValueError(f"init_from = {path} is not a checkpoint of adaptive.spatial.train (it has no 'model' "
+                         f"weights)")
     resnet = {key[len("resnet."):]: value for key, value in weights.items() if key.startswith("resnet.")}
     try:
         model.resnet.load_state_dict(resnet)
@@ -440,8 +480,10 @@ def gradient_variance(model: spatial.AdaptiveResNet, images: torch.Tensor, label
 
 def load_trained(path: str | Path, device: str = "cpu") -> tuple[spatial.AdaptiveResNet, SpatialConfig]:
     """The model and configuration of a checkpoint written by ``train``, in evaluation mode."""
-    payload = torch.load(Path(path), map_location=device, weights_only=False)
-    config = cli.config_from(SpatialConfig, payload["config"])
+    payload = checkpoint.read(path)
+    if "run" not in payload or "model" not in payload:
+        raise ValueError(f"{path} is not a checkpoint of adaptive.spatial.train")
+    config = cli.config_from(SpatialConfig, payload["run"])
     model = build(config).to(device)
     model.load_state_dict(payload["model"])
     return model.eval(), config
@@ -466,12 +508,14 @@ def main(argv=None) -> dict:
                              choices={"method": spatial.METHODS, "dataset": DATASETS, "optimizer": OPTIMIZERS,
                                       "estimator": spatial.ESTIMATORS, "eval_modes": spatial.EVAL_MODES})
     parser.add_argument("--checkpoint-dir", default=None, help="where checkpoint.pt and result.json go")
+    parser.add_argument("--checkpoint-every", type=int, default=100,
+                        help="updates between checkpoints; the end is always saved (default 100)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = vars(parser.parse_args(argv))
     folder, device, quiet = args["checkpoint_dir"], args["device"], args["quiet"]
     config = cli.config_from(SpatialConfig, args)
-    row = train(config, folder, device=device, progress=not quiet)
+    row = train(config, folder, device=device, progress=not quiet, checkpoint_every=args["checkpoint_every"])
     summary = {key: row[key] for key in ("method", "tau", "accuracy", "mean_steps", "flops_ratio")}
     print(json.dumps(summary))
     return row
