@@ -6,10 +6,30 @@ deep inside torch.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
 
 import torch
+
+# Whether the checks that read every value of a tensor run (shape and type checks always do).
+_VALUES_CHECKED = contextvars.ContextVar("values_checked", default=True)
+
+
+@contextlib.contextmanager
+def values_trusted():
+    """Within the block, ``probabilities`` and ``distributions`` trust their tensors.
+
+    For loops that checked their first step at the boundary and then call the mechanisms'
+    public functions step after step on values of the same origin (``adaptive.loop``'s
+    evaluation): those value checks cost a pass over the data and a device sync each.
+    """
+    token = _VALUES_CHECKED.set(False)
+    try:
+        yield
+    finally:
+        _VALUES_CHECKED.reset(token)
 
 
 def as_steps(name: str, values: torch.Tensor, *, min_dims: int = 2, dims: int | None = None) -> torch.Tensor:
@@ -40,6 +60,8 @@ def probabilities(name: str, values: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{name} must be a torch.Tensor, got {type(values).__name__}")
     if not values.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {values.dtype}")
+    if not _VALUES_CHECKED.get():
+        return values
     with torch.no_grad():
         if bool(((values >= 0) & (values <= 1)).all()):      # one pass; False for NaN too
             return values
@@ -90,6 +112,8 @@ def non_negative(name: str, value: float) -> float:
 def distributions(name: str, values: torch.Tensor, atol: float = 1e-3) -> torch.Tensor:
     """Check that every row of ``values`` (B, L) lies in [0, 1] and sums to 1 within ``atol``."""
     probabilities(name, values)
+    if not _VALUES_CHECKED.get():
+        return values
     with torch.no_grad():
         sums = values.sum(dim=1)
         if not bool(((sums - 1).abs() <= atol).all()):

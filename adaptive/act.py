@@ -108,9 +108,15 @@ class ActRule(HaltingRule):
     def keeps_history(self, halting):
         return True
 
+    def evaluation_memory(self, batch, classes, like):
+        # sum_{l<=n} h_l per sample, in float64 as the CPU's cumsum accumulates, so that adding one
+        # step at a time decides as reached_threshold on the whole prefix would
+        return {"score_sum": torch.zeros(batch, dtype=torch.float64, device=like.device)}
+
     def halt(self, step, halting):
-        _, h = step.past()                                                   # (b, n)
-        halted = reached_threshold(h, halting.eps)[:, -1]                    # (b,)
+        score_sum = step.memory["score_sum"]
+        score_sum[step.rows] += step.h.double()
+        halted = sum_reached(score_sum[step.rows].to(step.h.dtype), halting.eps)   # (b,)
 
         def answer(mask):
             logits, h = step.past(mask)                                      # (k, n, C), (k, n)

@@ -31,6 +31,7 @@ neighbours), so the spatial methods (ACT per ResNet block, SACT, PSACT) run in
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -269,32 +270,36 @@ def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Gener
     rule, L = halting.rule, halting.max_steps
     rows = probs = steps = memory = history = None     # rows: (b,) indices of the samples still computing
     batch = _batch_size(state)
-    for n in range(1, L + 1):
-        logits, halt_logit, state = step(state)
-        if n == 1:
-            _check_step(logits, halt_logit, state, batch, generator)
-        h = rule.halting_values(halt_logit)
-        if rows is None:
-            batch, classes = logits.shape
-            rows = torch.arange(batch, device=logits.device)
-            probs = logits.new_zeros(batch, classes)
-            steps = torch.full((batch,), L, dtype=torch.int64, device=logits.device)
-            memory = rule.evaluation_memory(batch, classes, logits)
-            if rule.keeps_history(halting):
-                history = (logits.new_zeros(batch, L, classes), logits.new_zeros(batch, L))  # (B, L, C), (B, L)
-        if history is not None:
-            history[0][rows, n - 1] = logits
-            history[1][rows, n - 1] = h
-        halted, answer = rule.halt(EvalStep(n, logits, h, rows, memory, history, generator), halting)
-        if n == L:
-            halted = torch.ones_like(halted)
-        if halted.any():
-            probs[rows[halted]] = answer(halted)
-            steps[rows[halted]] = n
-            if halted.all():
-                break
-            keep = ~halted
-            rows, state = rows[keep], select(state, keep)
+    with contextlib.ExitStack() as later_steps:
+        for n in range(1, L + 1):
+            logits, halt_logit, state = step(state)
+            h = rule.halting_values(halt_logit)
+            if n == 1:                                 # the protocol, and every value the rule reads, once
+                _check_step(logits, halt_logit, state, batch, generator)
+                batch, classes = logits.shape
+                rows = torch.arange(batch, device=logits.device)
+                probs = logits.new_zeros(batch, classes)
+                steps = torch.full((batch,), L, dtype=torch.int64, device=logits.device)
+                memory = rule.evaluation_memory(batch, classes, logits)
+                if rule.keeps_history(halting):
+                    history = (logits.new_zeros(batch, L, classes), logits.new_zeros(batch, L))  # (B, L, C), (B, L)
+            elif n == 2:                               # later steps: same origin, so skip the value checks
+                later_steps.enter_context(_checks.values_trusted())
+            if history is not None:
+                history[0][rows, n - 1] = logits
+                history[1][rows, n - 1] = h
+            halted, answer = rule.halt(EvalStep(n, logits, h, rows, memory, history, generator), halting)
+            if n == L:
+                halted = torch.ones_like(halted)
+            halting_now = int(halted.sum())            # one device sync per step
+            if halting_now:
+                done = rows[halted]
+                probs[done] = answer(halted)
+                steps[done] = n
+                if halting_now == len(rows):
+                    break
+                keep = ~halted
+                rows, state = rows[keep], select(state, keep)
     if bool(torch.isnan(probs).any()):
         raise FloatingPointError("evaluation gave NaN class probabilities: the step function returned NaN "
                                  "logits (or halting logits) for some samples")
