@@ -156,3 +156,32 @@ def same_leading_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tenso
         raise ValueError(
             f"{name_a} and {name_b} must agree in their first {dims} dimension(s): "
             f"got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def device(value, name: str = "device") -> torch.device:
+    """``value`` as a ``torch.device``, refused before any compute if this machine cannot use it.
+
+    The error names the value, what is allowed and what to do: ``cuda`` where torch sees no GPU,
+    ``cuda:3`` on a machine with fewer GPUs, or ``cpu:7`` (the CPU takes no index).
+    """
+    if isinstance(value, torch.device):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string such as 'cpu', 'cuda' or 'cuda:1', got {value!r}")
+    try:
+        chosen = torch.device(value)
+    except RuntimeError:
+        raise ValueError(f"{name} must name a torch device ('cpu', 'cuda', 'cuda:1'), got {value!r}") from None
+    if chosen.type == "cpu":
+        if chosen.index not in (None, 0):
+            raise ValueError(f"{name} {value!r}: the CPU takes no index; use 'cpu'")
+    elif chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} is {value!r}, but torch sees no CUDA GPU (torch {torch.__version__}); "
+                             f"use 'cpu', or install a CUDA build of torch on a GPU machine")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} is {value!r}, but torch sees {torch.cuda.device_count()} GPU(s): "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    else:
+        raise ValueError(f"{name} must be 'cpu' or 'cuda' (optionally 'cuda:N'), got {value!r}")
+    return chosen

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import loop
+from . import _checks, loop
 from .infra.benchmarking import SHARPNESS, halt_from_depth, interleaved, ratio, synchronize, write_report
 from .numerics import flush_denormals
 
@@ -73,6 +73,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
     ``bf16``: the step under bfloat16 autocast on CUDA (the halting arithmetic stays float32);
     ignored on the CPU, and the parameters say what ran.
     """
+    _checks.device(device)                      # refused before any compute if this machine lacks it
     use_bf16 = bf16 and torch.device(device).type == "cuda"
     torch.manual_seed(seed)
     model = WideStep(width).to(device)

@@ -173,3 +173,33 @@ def test_papermill_stops_a_chapter_in_its_set_up_cell(repo_root, tmp_path):
                                    kernel_name="python3", cwd=str(repo_root), progress_bar=False)
     assert "check_parameters" in str(failure.value.traceback)
     assert not any(tmp_path.glob("data*")), "mini-CLEVR was generated before the check"
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainers and benchmarks refuse a device this machine lacks, before any compute
+
+def _entry_points():
+    from adaptive import benchmark
+    from adaptive.clevr import benchmark as clevr_benchmark
+    from adaptive.infra import distributed
+    from adaptive.parity import train as parity_train
+    from adaptive.spatial import benchmark as spatial_benchmark
+
+    return {"adaptive.benchmark.measure": lambda device: benchmark.measure(width=8, batch=4, device=device),
+            "adaptive.clevr.benchmark.measure": lambda device: clevr_benchmark.measure(device=device),
+            "adaptive.spatial.benchmark.measure": lambda device: spatial_benchmark.measure(depth=20, device=device),
+            "adaptive.parity.train.train": lambda device: parity_train.train(
+                parity_train.RunConfig("act", updates=1), device=device, progress=False),
+            "the CLEVR and spatial trainers (distributed.setup)": lambda device: distributed.setup(device)}
+
+
+@pytest.mark.parametrize("device, message", [("cpu:7", "the CPU takes no index"), ("gpu", "name a torch device"),
+                                             ("cuda:9", "torch sees")])
+@pytest.mark.parametrize("entry", list(_entry_points()))
+def test_every_trainer_and_benchmark_refuses_a_device_this_machine_lacks(entry, device, message):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 9:
+        pytest.skip("this machine has a tenth GPU")
+    with pytest.raises(ValueError, match=message):
+        _entry_points()[entry](device)

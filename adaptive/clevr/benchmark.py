@@ -84,7 +84,7 @@ def measure(width: int = 512, batch: int = 64, max_steps: int = 12, feature_shap
         raise ValueError(f"feature_shape must be three positive integers (C, H, W), got {feature_shape!r}")
     if vocab_size < 2:
         raise ValueError(f"vocab_size must be >= 2 (index 0 is padding), got {vocab_size}")
-    device = torch.device(device)
+    device = _checks.device(device)
     use_bf16 = bf16 and device.type == "cuda"
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

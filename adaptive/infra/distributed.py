@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .. import _checks
+
 
 @dataclass(frozen=True)
 class Context:
@@ -55,7 +57,7 @@ def setup(device: str) -> Context:
     the backend is NCCL; on the CPU it is Gloo. A process group that the caller already
     initialised (e.g. with ``torch.multiprocessing.spawn``) is used as it is and left open.
     """
-    device = torch.device(device)
+    device = _checks.device(device)
     world = dist.get_world_size() if dist.is_initialized() else _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return Context(device=device)

@@ -23,6 +23,8 @@ import warnings
 import numpy as np
 import torch
 
+from .. import _checks
+
 
 class Checks(dict):
     """Measured numbers by name, for the results file; ``record`` also glues each into the text."""
@@ -61,30 +63,10 @@ def generator(seed: int, offset: int = 0, device: torch.device | str = "cpu") ->
 
 
 def check_device(value) -> torch.device:
-    """A notebook's ``device`` parameter as a ``torch.device``, refused before any compute if unusable.
-
-    The error names the value, what is allowed and what to do: ``cuda`` where torch sees no GPU,
-    ``cuda:3`` on a machine with fewer GPUs, or ``cpu:7`` (the CPU takes no index).
-    """
-    if not isinstance(value, str):
-        raise ValueError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:1', got {value!r}")
-    try:
-        device = torch.device(value)
-    except RuntimeError:
-        raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:1'), got {value!r}") from None
-    if device.type == "cpu":
-        if device.index not in (None, 0):
-            raise ValueError(f"device {value!r}: the CPU takes no index; pass -p device cpu")
-    elif device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device is {value!r}, but torch sees no CUDA GPU (torch {torch.__version__}); "
-                             f"pass -p device cpu, or install a CUDA build of torch on a GPU machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device is {value!r}, but torch sees {torch.cuda.device_count()} GPU(s): "
-                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-    else:
-        raise ValueError(f"device must be 'cpu' or 'cuda' (optionally 'cuda:N'), got {value!r}")
-    return device
+    """A notebook's ``device`` parameter as a ``torch.device``, refused before any compute if unusable
+    (``adaptive._checks.device``: ``cuda`` where torch sees no GPU, ``cuda:3`` on a machine with
+    fewer GPUs, ``cpu:7``, a non-string)."""
+    return _checks.device(value)
 
 
 def check_output(path, name: str = "results_path", folder: bool = False):

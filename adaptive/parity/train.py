@@ -74,7 +74,7 @@ class RunConfig:
     def modes(self) -> tuple[str, ...]:
         """Evaluation modes: those of ``eval_modes`` the method's rule distinguishes (PACT's and
         PonderNet's), or thresholded alone."""
-        known = loop.RULES[self.method].eval_modes
+        known = loop.RULES[_checks.choice("method", self.method, loop.METHODS)].eval_modes
         return tuple(mode for mode in self.eval_modes if mode in known) or ("thresholded",)
 
     def comparable(self) -> dict:
@@ -117,6 +117,7 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
     with more ``updates`` trains only the updates still to do, one with fewer is refused.
     """
     _checks.positive_int("checkpoint_every", checkpoint_every)
+    device = _checks.device(device)
     torch.manual_seed(config.seed)
     task = Parity(config.size)
     x_val, y_val, d_val = (t.to(device) for t in task.fixed_set(config.eval_size, config.eval_seed))
