@@ -123,3 +123,7 @@ class ActRule(HaltingRule):
             weights, _, _ = halting_distribution(h, halting.eps)
             return F.softmax(mix(weights, logits), dim=-1)
         return halted, answer
+
+    def decide(self, logits, h, halting, generator):
+        weights, _, N = halting_distribution(h, halting.eps)                 # zero weight after N
+        return F.softmax(mix(weights, logits), dim=-1), N

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import _checks
 from .numerics import safe_log
-from .rule import HaltingRule, Training
+from .rule import HaltingRule, Training, at, first
 
 
 def halting_probabilities(h: torch.Tensor, p_start: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,3 +181,13 @@ class DactRule(HaltingRule):
         answer[step.rows], p[step.rows] = a_n, p_n
         halted = can_halt(a_n, p_n, halting.max_steps - step.n)
         return halted, lambda mask: a_n[mask]
+
+    def decide(self, logits, h, halting, generator):
+        batch, steps, classes = logits.shape
+        answers = accumulate(F.softmax(logits, dim=-1), h)                   # (B, L, C), a_n
+        p = halting_probabilities(h)                                         # (B, L), p_n
+        remaining = (halting.max_steps - torch.arange(1, steps + 1, device=h.device)).expand(batch, -1)
+        holds = can_halt(answers.flatten(0, 1), p.flatten(), remaining.flatten()).view(batch, steps)
+        holds[:, -1] = True                                                  # d = 0 at L: it always holds
+        halted_at = first(holds)                                             # (B,), 0-based
+        return at(answers, halted_at), halted_at + 1

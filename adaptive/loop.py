@@ -62,6 +62,10 @@ class FixedRule(HaltingRule):
     def halt(self, step, halting):
         return torch.zeros_like(step.h, dtype=torch.bool), lambda mask: F.softmax(step.logits[mask], dim=-1)
 
+    def decide(self, logits, h, halting, generator):
+        steps = torch.full(h.shape[:1], h.shape[1], dtype=torch.int64, device=h.device)
+        return F.softmax(logits[:, -1], dim=-1), steps
+
 
 RULES: dict[str, HaltingRule] = {FixedRule.name: FixedRule(), **registry.MECHANISMS}
 METHODS = tuple(RULES)
@@ -84,6 +88,11 @@ class Halting:
             (h > 0.5), ``"discrete"`` (a Bernoulli draw) or ``"relaxed"``
             (no early exit: every step, relaxed mixture).
         prior: PonderNet's prior halting probability lambda_p, in (0, 1).
+        early_exit: at evaluation, drop each sample from the batch once it halts (True), or
+            compute every step for the whole batch and apply the rule's decisions afterwards
+            (False: the same answers and steps, without the per-step bookkeeping that costs
+            more than it saves where a step is cheap; ``python -m adaptive.benchmark`` measures
+            both). PACT's and PonderNet's discrete draws differ between the two.
     """
 
     method: str
@@ -93,6 +102,7 @@ class Halting:
     temperature: float = 1.0
     eval_mode: str = "thresholded"
     prior: float = 0.2
+    early_exit: bool = True
 
     def __post_init__(self):
         _checks.choice("method", self.method, tuple(RULES))
@@ -104,6 +114,8 @@ class Halting:
                             ("temperature", _checks.positive), ("prior", _checks.open_unit)):
             object.__setattr__(self, name, check(name, getattr(self, name)))
         _checks.choice("eval_mode", self.eval_mode, EVAL_MODES)
+        if not isinstance(self.early_exit, bool):
+            raise ValueError(f"early_exit must be True or False, got {self.early_exit!r}")
 
     @property
     def rule(self) -> HaltingRule:
@@ -235,14 +247,17 @@ def _unroll(step: Step, state: State, halting: Halting, generator: torch.Generat
     rule = halting.rule
     batch = _batch_size(state)
     all_logits, all_h = [], []
-    for n in range(1, halting.max_steps + 1):
-        logits, halt_logit, state = step(state)
-        if n == 1:
-            _check_step(logits, halt_logit, state, batch, generator)
-        all_logits.append(logits)
-        all_h.append(rule.halting_values(halt_logit))
-        if n < halting.max_steps and rule.unrolled_enough(all_h, halting):
-            break
+    with contextlib.ExitStack() as later_steps:
+        for n in range(1, halting.max_steps + 1):
+            logits, halt_logit, state = step(state)
+            if n == 1:
+                _check_step(logits, halt_logit, state, batch, generator)
+            elif n == 2:                               # later steps: same origin, so skip the value checks
+                later_steps.enter_context(_checks.values_trusted())
+            all_logits.append(logits)
+            all_h.append(rule.halting_values(halt_logit))
+            if n < halting.max_steps and rule.unrolled_enough(all_h, halting):
+                break
     return torch.stack(all_logits, dim=1), torch.stack(all_h, dim=1)   # (B, L', C), (B, L')
 
 
@@ -306,6 +321,17 @@ def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Gener
     return Output(probs=probs, steps=steps)
 
 
+@torch.no_grad()
+def _evaluate_unrolled(step: Step, state: State, halting: Halting, generator: torch.Generator | None) -> Output:
+    """Evaluation without early exit: every step on the whole batch, then the rule's decisions."""
+    logits, h = _unroll(step, state, halting, generator)                    # (B, L', C), (B, L')
+    probs, steps = halting.rule.decide(logits, h, halting, generator)
+    if bool(torch.isnan(probs).any()):
+        raise FloatingPointError("evaluation gave NaN class probabilities: the step function returned NaN "
+                                 "logits (or halting logits) for some samples")
+    return Output(probs=probs, steps=steps)
+
+
 def run(step: Step, state: State, halting: Halting, *, target: torch.Tensor | None = None,
         training: bool = True, generator: torch.Generator | None = None) -> Output:
     """Run ``step`` adaptively under ``halting``.
@@ -325,4 +351,6 @@ def run(step: Step, state: State, halting: Halting, *, target: torch.Tensor | No
     _checks.generator(generator)
     if training:
         return _train(step, state, halting, target, generator)
-    return _evaluate(step, state, halting, generator)
+    if halting.early_exit:
+        return _evaluate(step, state, halting, generator)
+    return _evaluate_unrolled(step, state, halting, generator)

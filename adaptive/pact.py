@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
-from .rule import HaltingRule, Training, mix
+from .rule import HaltingRule, Training, at, first, mix
 
 MODES = ("relaxed", "discrete", "thresholded")
 
@@ -182,3 +182,13 @@ class PactRule(HaltingRule):
             return torch.zeros_like(step.h, dtype=torch.bool), answer
         halted = sample_halt(step.h, halting.eval_mode, generator=step.generator).bool()
         return halted, lambda mask: F.softmax(step.logits[mask], dim=-1)
+
+    def decide(self, logits, h, halting, generator):
+        if halting.eval_mode == "relaxed":
+            z = halting_distribution(h, "relaxed", halting.temperature, generator)
+            steps = torch.full(h.shape[:1], h.shape[1], dtype=torch.int64, device=h.device)
+            return F.softmax(mix(z, logits), dim=-1), steps
+        xi = sample_halt(h, halting.eval_mode, generator=generator).bool()   # (B, L); all L drawn at once
+        xi[:, -1] = True                                                     # h^L = 1 (eq. 11)
+        halted_at = first(xi)
+        return F.softmax(at(logits, halted_at), dim=-1), halted_at + 1

@@ -128,3 +128,20 @@ class HaltingRule:
         """Which running samples halt after ``step.n`` ((b,) bool), and a function giving the
         (k, C) class probabilities of the rows a (b,) mask selects (only halted rows are asked)."""
         raise NotImplementedError
+
+    def decide(self, logits: torch.Tensor, h: torch.Tensor, halting,
+               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What ``halt`` decides, for a batch whose steps were all computed: per-step logits
+        (B, L', C) and h (B, L') -> the (B, C) class probabilities and the (B,) int64 steps at
+        which each sample halts. Evaluation without early exit (``Halting.early_exit=False``)."""
+        raise NotImplementedError
+
+
+def first(holds: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool, True somewhere in every row -> (B,) int64, the 0-based index of the first True."""
+    return holds.to(torch.int8).argmax(dim=1)
+
+
+def at(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values[b, index[b]] for every row b: (B, L, ...) and (B,) -> (B, ...)."""
+    return values[torch.arange(values.shape[0], device=values.device), index]

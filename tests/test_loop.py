@@ -291,3 +291,23 @@ def test_a_generator_that_is_no_torch_generator_is_named(generator, training):
         loop.run(model.step, model.initial_state(x), halting, target=target, training=training, generator=generator)
     with pytest.raises(ValueError, match="generator must be a torch.Generator"):
         pact.sample_halt(torch.rand(3, 4), "discrete", generator=generator)
+
+
+@pytest.mark.parametrize("method, mode", [("fixed", "thresholded"), ("act", "thresholded"), ("dact", "thresholded"),
+                                          ("pact", "thresholded"), ("pact", "relaxed"),
+                                          ("pondernet", "thresholded")])
+def test_evaluation_without_early_exit_decides_as_early_exit_does(method, mode):
+    """Halting(early_exit=False) computes every step for the whole batch and applies the rule's
+    decisions afterwards (rule.decide): the same steps and answers as dropping halted samples."""
+    model, x, _ = model_and_batch(3, batch=256)
+    outputs = [loop.run(model.step, model.initial_state(x), loop.Halting(method, 8, tau=0.01, eval_mode=mode,
+                                                                          early_exit=early_exit),
+                        training=False, generator=torch.Generator().manual_seed(1)) for early_exit in (True, False)]
+    assert torch.equal(outputs[0].steps, outputs[1].steps)
+    assert len(outputs[0].steps.unique()) >= (1 if method == "fixed" or mode == "relaxed" else 3)
+    assert torch.allclose(outputs[0].probs, outputs[1].probs, atol=1e-6, rtol=0)
+
+
+def test_early_exit_must_be_a_bool():
+    with pytest.raises(ValueError, match="early_exit must be True or False, got 'no'"):
+        loop.Halting("act", 4, early_exit="no")
