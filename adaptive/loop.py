@@ -273,9 +273,7 @@ def _train(step: Step, state: State, halting: Halting, target: torch.Tensor | No
     if target is not None:
         batch, _, classes = logits.shape
         _check_target(target, batch, classes)
-        out.task_loss = halting.rule.task_loss(logits, mixed, target)
-        out.penalty = halting.tau * mixed.penalty.mean()
-        out.loss = out.task_loss + out.penalty
+        out.loss, out.task_loss, out.penalty = halting.rule.loss(logits, mixed, target, halting.tau)
     return out
 
 

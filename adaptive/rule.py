@@ -115,6 +115,13 @@ class HaltingRule:
         """The task loss of the mixed answer: its negative log-likelihood, averaged."""
         return F.nll_loss(mixed.log_probs, target)
 
+    def loss(self, logits: torch.Tensor, mixed: Training, target: torch.Tensor,
+             tau: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The training objective: (task loss + tau * mean penalty, the task loss, tau * mean penalty)."""
+        task_loss = self.task_loss(logits, mixed, target)
+        penalty = tau * mixed.penalty.mean()
+        return task_loss + penalty, task_loss, penalty
+
     # --- evaluation ---------------------------------------------------------------------------
     def keeps_history(self, halting) -> bool:
         """Whether evaluation needs every past step's logits and h (``EvalStep.past``)."""
