@@ -58,7 +58,7 @@ def measure(depth: int = 110, batch: int = 128, device: str = "cpu", bf16: bool 
         _checks.choice("methods", method, METHODS)
     _checks.positive_int("batch", batch)
     _checks.positive_int("repeats", repeats)
-    device = torch.device(device)
+    device = _checks.device(device)
     use_bf16 = bf16 and device.type == "cuda"
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 3, 32, 32, generator=generator).to(device)
