@@ -13,10 +13,11 @@ to stay fast; the FLOP targets use 32x32. Halting units start with zero weights 
 """
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive import act, pact
 from adaptive.spatial import flops, sparse
@@ -138,12 +139,14 @@ COMBINATIONS = ([("act", mode, 1) for mode in spatial.EVAL_MODES]
 def test_sparse_evaluation_equals_dense_logits_flops_and_maps(method, mode, patch, monkeypatch):
     model = randomized(method, patch=patch)
     x = images(batch=3)
-    perforated, calls = sparse.perforated_residual, []
+    blocks, calls = sparse.block_residual, []
 
     def counted(*args):
         calls.append(1)
-        return perforated(*args)
-    monkeypatch.setattr(sparse, "perforated_residual", counted)
+        return blocks(*args)
+    monkeypatch.setattr(sparse, "block_residual", counted)
+    # maps this small run dense by default (sparse.MIN_SIDE); a break-even of 1 takes the block path wherever it can
+    monkeypatch.setattr(spatial, "apply_unit", functools.partial(sparse.apply_unit, break_even=1.0))
     with torch.no_grad():
         dense = model(x, mode=mode, generator=gen(5))
         assert not calls
@@ -151,7 +154,7 @@ def test_sparse_evaluation_equals_dense_logits_flops_and_maps(method, mode, patc
     units_per_block = [len(block) for block in model.resnet.blocks]
     # halting really happened, or the comparison would show nothing
     assert any(bool((block.units < L).any()) for block, L in zip(dense.blocks, units_per_block))
-    # per-position halting leaves maps partly active: those units ran perforated
+    # per-position halting leaves maps partly active: those units ran on blocks
     assert bool(calls) == (method != "act" or mode in ("relaxed", "discrete"))
     assert torch.allclose(skipped.logits, dense.logits, atol=1e-5, rtol=0)
     assert torch.equal(skipped.flops, dense.flops)
@@ -167,76 +170,10 @@ def test_sparse_evaluation_needs_no_grad():
 
 
 def test_sparse_evaluation_in_training_mode_is_refused():
-    """Batch norms in training mode use batch statistics; the perforated path folds running ones."""
+    """Batch norms in training mode use batch statistics; the block path folds running ones."""
     model = randomized("sact").train()
     with torch.no_grad(), pytest.raises(ValueError, match="sparse=True.*model.eval"):
         model(images(batch=3), mode="act", sparse=True)
-
-
-# ----------------------------------------------------------------------------- perforated_residual
-
-def _masks(kind: str, g: torch.Generator) -> torch.Tensor:
-    shape = (2, SIZE, SIZE)
-    if kind == "none":
-        return torch.zeros(shape)
-    if kind == "all":
-        return torch.ones(shape)
-    if kind == "binary":
-        return (torch.rand(shape, generator=g) < 0.3).float()
-    if kind == "fractional":
-        return torch.rand(shape, generator=g) * (torch.rand(shape, generator=g) < 0.5)
-    if kind == "one-image":                            # image 0 untouched, image 1 fractional everywhere
-        return torch.stack([torch.zeros(shape[1:]), torch.rand(shape[1:], generator=g) + 0.01])
-    raise AssertionError(kind)
-
-
-MASKS = ["none", "all", "binary", "fractional", "one-image"]
-
-
-@pytest.mark.parametrize("kind", MASKS)
-def test_perforated_residual_equals_masked_dense_residual(kind):
-    model = network("fixed")
-    randomize_batch_norms(model, 3)
-    model.eval()
-    g = gen(1)
-    unit = model.resnet.blocks[0][1]
-    u = torch.randn(2, 16, SIZE, SIZE, generator=g)
-    mask = _masks(kind, g)
-    with torch.no_grad():
-        out = sparse.perforated_residual(unit, u, mask)
-        expected = u + unit.residual(u) * mask[:, None]
-    assert out.shape == u.shape
-    assert torch.allclose(out, expected, atol=1e-5, rtol=0)
-    assert torch.equal(out.permute(0, 2, 3, 1)[mask == 0], u.permute(0, 2, 3, 1)[mask == 0])
-
-
-def test_perforated_residual_computes_only_what_unit_flops_counts():
-    """torch's FLOP counter sees exactly ``flops.unit_flops`` of the active mask in matrix products.
-
-    (Its only convolution is the mask's 3x3 dilation, ``flops.read_positions``: bookkeeping.)"""
-    model = network("fixed").eval()
-    g = gen(2)
-    unit = model.resnet.blocks[1][1]                               # 32 channels at 8x8
-    u = torch.randn(2, 32, SIZE // 2, SIZE // 2, generator=g)
-    mask = (torch.rand(2, SIZE // 2, SIZE // 2, generator=g) < 0.2).float()
-    mask[0, 0, 0] = 1.0
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        sparse.perforated_residual(unit, u, mask)
-    expected = int(flops.unit_flops(unit, mask > 0).sum())
-    counts = counter.get_flop_counts()["Global"]
-    assert counts[torch.ops.aten.mm] == expected
-    assert counter.get_total_flops() - expected <= 2 * 9 * 2 * 8 * 8      # a one-channel mask conv, no more
-    assert expected < 2 * int(flops.unit_flops(unit, torch.ones_like(mask, dtype=torch.bool))[0])
-
-
-@pytest.mark.parametrize("block", [1, 2])
-def test_perforated_residual_refuses_the_strided_first_unit(block):
-    model = network("fixed").eval()
-    unit = model.resnet.blocks[block][0]
-    channels = unit.bn1.num_features
-    u = torch.randn(1, channels, 8, 8)
-    with pytest.raises(ValueError, match="stride-1"):
-        sparse.perforated_residual(unit, u, torch.ones(1, 4, 4))
 
 
 # ----------------------------------------------------------------------------- block outputs by hand
