@@ -1,4 +1,7 @@
-"""A trainer's command line killed in the middle of a run, then run again to its end.
+"""A trainer stopped in the middle of a run, then run again to its end.
+
+``stopped_after_a_save`` stops a trainer in this process right after a checkpoint is saved;
+``start`` / ``finish`` run a trainer's command line in a subprocess, to kill it for real.
 
 What the CLEVR and spatial tests show with it: the same seed gives the same numbers, interrupted
 or not. The kill is a real ``SIGKILL`` at a moment the trainer does not choose: half the time
@@ -8,6 +11,7 @@ thread count, and the machine's cores are shared.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,11 +19,32 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from adaptive.infra import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class Interrupted(Exception):
+    """Raised right after a checkpoint was saved: the run stopped there."""
+
+
+@contextlib.contextmanager
+def stopped_after_a_save(monkeypatch, match: str | None = None):
+    """Within the block, the first ``checkpoint.save`` completes and then raises ``Interrupted``
+    ("stopped at update 3"); the block must end so, with a message matching ``match``."""
+    original = checkpoint.save
+
+    def save_then_stop(path, payload):
+        original(path, payload)
+        counts = [f"{key} {value}" for key, value in payload["state"].items() if type(value) is int]
+        raise Interrupted("stopped at " + ", ".join(counts))
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint, "save", save_then_stop)
+        with pytest.raises(Interrupted, match=match):
+            yield
 ONE_THREAD = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from interrupt import stopped_after_a_save
 
 from adaptive.infra import checkpoint, cli, pool, seeding
 from adaptive.infra.trainer import Trainer
@@ -76,19 +77,8 @@ def test_another_checkpoint_interval_still_resumes(tmp_path):
 
 def test_an_interrupted_run_continues_where_it_stopped_to_the_same_result(tmp_path, monkeypatch):
     straight = Counter(None, total=5).run()
-
-    class Interrupted(Exception):
-        pass
-
-    original = checkpoint.save
-
-    def save_then_stop(path, payload):
-        original(path, payload)
-        raise Interrupted
-    with monkeypatch.context() as patch:
-        patch.setattr(checkpoint, "save", save_then_stop)
-        with pytest.raises(Interrupted):
-            Counter(tmp_path / "run.pt", total=5).run()                # stops after the save at unit 2
+    with stopped_after_a_save(monkeypatch, match="stopped at update 2"):
+        Counter(tmp_path / "run.pt", total=5).run()                    # stops after the save at unit 2
     resumed = Counter(tmp_path / "run.pt", total=5)
     assert resumed.trainer.done == 2
     state = resumed.run()

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from interrupt import stopped_after_a_save
 
 from adaptive import loop
 from adaptive.infra import checkpoint
@@ -142,18 +143,8 @@ def test_a_grid_is_cut_into_stacks_of_runs_that_agree():
 def test_an_interrupted_stack_resumes_to_the_same_runs(tmp_path, monkeypatch):
     configs = grid("pact")[:2]
     straight = batched.train_stack(configs)
-
-    class Interrupted(Exception):
-        pass
-
-    def save_then_stop(path, payload):
-        original(path, payload)
-        raise Interrupted
-    original = checkpoint.save
-    with monkeypatch.context() as patch:
-        patch.setattr(checkpoint, "save", save_then_stop)
-        with pytest.raises(Interrupted):                          # stopped right after the checkpoint at update 7
-            batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=7)
+    with stopped_after_a_save(monkeypatch, match="stopped at update 7"):       # right after that checkpoint
+        batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=7)
     resumed = batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=7)
     strip = [[{key: value for key, value in row.items() if key != "train_seconds"} for row in rows]
              for rows in straight]

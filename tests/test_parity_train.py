@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from interrupt import stopped_after_a_save
 
 from adaptive import numerics
 from adaptive.infra import checkpoint, results
@@ -36,18 +37,8 @@ def _saved(folder, config):
 def test_interrupted_run_resumes_to_the_same_model(tmp_path, monkeypatch):
     config = training.RunConfig("act", tau=0.01, **TINY)
     straight = training.train(config, progress=False)[0]
-
-    class Interrupted(Exception):
-        pass
-
-    def save_then_stop(path, payload):
-        original(path, payload)
-        raise Interrupted
-    original = checkpoint.save
-    with monkeypatch.context() as patch:
-        patch.setattr(checkpoint, "save", save_then_stop)
-        with pytest.raises(Interrupted):                       # stopped right after the checkpoint at update 2
-            training.train(config, checkpoint_dir=tmp_path, progress=False, checkpoint_every=2)
+    with stopped_after_a_save(monkeypatch, match="stopped at update 2"):       # right after that checkpoint
+        training.train(config, checkpoint_dir=tmp_path, progress=False, checkpoint_every=2)
     assert _saved(tmp_path, config)["state"]["update"] == 2
     resumed = training.train(config, checkpoint_dir=tmp_path, progress=False, checkpoint_every=2)[0]
     assert resumed["accuracy"] == straight["accuracy"] and resumed["curve"] == straight["curve"]

@@ -13,8 +13,9 @@ from pathlib import Path
 import interrupt
 import pytest
 import torch
+from interrupt import stopped_after_a_save
 
-from adaptive.infra import checkpoint, results
+from adaptive.infra import results
 from adaptive.spatial import objects as spatial_data
 from adaptive.spatial import train as st
 from adaptive.spatial.train import SpatialConfig
@@ -42,10 +43,6 @@ def saved(folder: Path) -> dict:
 
 def same_tensors(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
-
-
-class Interrupted(Exception):
-    """Stands for a crash or a pre-emption right after a checkpoint was written."""
 
 
 @pytest.fixture(scope="module")
@@ -96,20 +93,9 @@ def test_learning_rate_is_divided_by_ten_at_each_milestone():
 
 # ----------------------------------------------------------------------------- resume
 
-def _interrupt_after_first_checkpoint(monkeypatch):
-    original = checkpoint.save
-
-    def save_then_stop(path, payload):
-        original(path, payload)
-        raise Interrupted(f"stopped at update {payload['state']['update']}")
-    monkeypatch.setattr(checkpoint, "save", save_then_stop)
-
-
 def _interrupted_then_resumed(config, folder, monkeypatch):
-    with monkeypatch.context() as patch:
-        _interrupt_after_first_checkpoint(patch)
-        with pytest.raises(Interrupted, match="stopped at update 3"):
-            st.train(config, folder, progress=False, checkpoint_every=3)
+    with stopped_after_a_save(monkeypatch, match="stopped at update 3"):   # a crash right after that checkpoint
+        st.train(config, folder, progress=False, checkpoint_every=3)
     assert saved(folder)["state"]["update"] == 3
     return st.train(config, folder, progress=False, checkpoint_every=3)
 
@@ -184,11 +170,9 @@ def test_a_run_stopped_before_its_first_learning_rate_drop_extends_to_a_longer_s
     """Stopped after 3 of 10 updates (the first drop at 6), a 20-update run (drops at 12, 15, 18) may go
     on: its first 3 updates had the same learning rate, so it ends where a straight 20-update run does."""
     longer = tiny(method="sact", updates=20, eval_every=10)
-    with monkeypatch.context() as patch:
-        _interrupt_after_first_checkpoint(patch)
-        with pytest.raises(Interrupted, match="stopped at update 3"):
-            st.train(tiny(method="sact", updates=10, eval_every=10), tmp_path / "extended", progress=False,
-                     checkpoint_every=3)
+    with stopped_after_a_save(monkeypatch, match="stopped at update 3"):
+        st.train(tiny(method="sact", updates=10, eval_every=10), tmp_path / "extended", progress=False,
+                 checkpoint_every=3)
     extended = st.train(longer, tmp_path / "extended", progress=False)
     straight = st.train(longer, tmp_path / "straight", progress=False)
     assert extended["curve"] == straight["curve"] and [point["update"] for point in extended["curve"]] == [10, 20]
