@@ -182,13 +182,20 @@ def _worker_processes(pool: ProcessPoolExecutor) -> list:
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Cancel the items not started and kill the workers now, whatever they are running."""
+    """Cancel the items not started and kill the workers now, whatever they are running.
+
+    The pool's manager thread reaps dead workers too, and a worker it reaps first still looks
+    alive here until it has; so this also waits for that thread (private, as ``_processes``).
+    """
     processes = _worker_processes(pool)
+    manager = pool._executor_manager_thread
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.kill()
     for process in processes:
         process.join()
+    if manager is not None:
+        manager.join(timeout=10)
 
 
 def _worker_died(processes: list, items: list, running_items, workers: int) -> BrokenProcessPool:
