@@ -11,6 +11,8 @@ Modules:
     benchmarking -- device-synchronised timing and the benchmarks' report writer
     gpu_check    -- `make gpu-check`: every GPU measurement of the book, one JSON file
     notebook     -- the chapters' shared helpers: measured numbers glued into the text, figures
+    pretrained   -- shipped pretrained models: files, their manifest (hash, command, seed, commit, curve)
+    claims       -- the claims table that ends every chapter: the papers' claims against ours, over seeds
 
 Nothing here imports a chapter package.
 """

@@ -1,0 +1,206 @@
+"""Pretrained models shipped with the book: small files, a manifest, and the command that made each.
+
+A run that takes longer than a default build can afford is trained once by the package's own
+trainer, from a recorded command, and its weights are committed under ``pretrained/``. A
+chapter then *evaluates* them in the build, so every number it plots is still computed there,
+and retrains them when asked (``-p retrain True``). What makes such a file honest is its
+manifest entry, ``pretrained/manifest.json``::
+
+    {"entries": {"<name>": {"file": "parity/act-seed0.pt",     # relative to pretrained/
+                            "sha256": "...", "bytes": 53180,
+                            "command": "python -m adaptive.parity.pretrain rising16",
+                            "seed": 0, "commit": "2492984",     # the code that trained it
+                            "machine": {...},                   # torch, CPU capability, threads
+                            "config": {...},                    # the run's whole configuration
+                            "curve": [{"update": 250, ...}, ...]}}}
+
+* ``record`` writes a model file (an ``adaptive.infra.checkpoint`` file: ``{"config", "state",
+  ...}``, read back without running any code) and its entry, both atomically.
+* ``load`` returns a file's payload after checking its hash against the manifest, and refuses
+  a missing, changed or unlisted file with the command that remakes it.
+* ``verify`` lists everything wrong with a folder: a missing or changed file, a file no entry
+  names, an entry without a field, a folder over ``SIZE_LIMIT``. The test suite asserts it
+  lists nothing.
+* ``same_machine`` says whether this machine is the one an entry was trained on: there,
+  retraining from the recorded command repeats the recorded curve bit for bit; on another,
+  float rounding differs (CPU kernels, thread layout) and the curve agrees to rounding at first,
+  then drifts, as two runs on two machines do.
+
+Command line::
+
+    python -m adaptive.infra.pretrained verify      # exit status 1 and the problems, if any
+    python -m adaptive.infra.pretrained list        # name, file, size, command of every entry
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+
+DIRECTORY = Path("pretrained")               # relative to the repository root, where chapters run
+MANIFEST = "manifest.json"
+SIZE_LIMIT = 50 * 2**20                      # bytes: every pretrained file of the repository together
+FIELDS = ("file", "sha256", "bytes", "command", "seed", "commit", "machine", "config", "curve")
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of the file at ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def commit() -> str:
+    """The commit of the code this process runs, ``+dirty`` when the working tree has changes."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        described = subprocess.run(["git", "describe", "--always", "--dirty=+dirty", "--abbrev=12"], cwd=root,
+                                   capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return described.stdout.strip()
+
+
+def machine() -> dict:
+    """What decides float rounding on a CPU: torch's version, its vector instructions, the thread count."""
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(), "processor": platform.machine()}
+
+
+def same_machine(entry: dict) -> bool:
+    """Whether this process rounds floats as the one that trained ``entry`` did (``machine``)."""
+    return entry.get("machine") == machine()
+
+
+def manifest(directory: str | os.PathLike = DIRECTORY) -> dict[str, dict]:
+    """The entries of ``<directory>/manifest.json`` by name; {} when there is no manifest yet."""
+    path = Path(directory) / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"the pretrained manifest {path} is not valid JSON ({error})") from None
+    if not isinstance(content, dict) or not isinstance(content.get("entries"), dict):
+        raise ValueError(f"the pretrained manifest {path} must be a JSON object with an \"entries\" object")
+    return content["entries"]
+
+
+def _write_manifest(directory: Path, entries: dict[str, dict]) -> None:
+    content = {"entries": dict(sorted(entries.items()))}
+    checkpoint.atomic_write(directory / MANIFEST, lambda file: json.dump(content, file, indent=1), binary=False)
+
+
+def record(name: str, payload: dict, *, command: str, seed: int, curve: list[dict],
+           directory: str | os.PathLike = DIRECTORY, file: str | None = None) -> dict:
+    """Save a trained model as ``<directory>/<file>`` and enter it in the manifest; return the entry.
+
+    Args:
+        name: the entry's name, e.g. ``"parity/rising16/act-seed0"``.
+        payload: what the file holds: tensors and plain values, with ``"config"`` (the run's whole
+            configuration, a dict) and ``"state"`` (e.g. the model's ``state_dict``).
+        command: the shell command that trained it, run from the repository root.
+        seed: the run's seed.
+        curve: the run's learning curve, as its trainer recorded it.
+        directory: the pretrained folder.
+        file: the file's path inside ``directory`` (default ``<name>.pt``).
+    """
+    if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/"):
+        raise ValueError(f"name must be a non-empty relative name such as 'parity/act-seed0', got {name!r}")
+    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict) or "state" not in payload:
+        raise ValueError("payload must be a dict with 'config' (a dict) and 'state'")
+    if not isinstance(command, str) or not command.strip():
+        raise ValueError(f"command must be the shell command that trained the model, got {command!r}")
+    directory = Path(directory)
+    relative = file or f"{name}.pt"
+    checkpoint.save(directory / relative, payload)
+    entry = {"file": relative, "sha256": sha256(directory / relative), "bytes": (directory / relative).stat().st_size,
+             "command": command, "seed": int(seed), "commit": commit(), "machine": machine(),
+             "config": payload["config"], "curve": curve}
+    entries = manifest(directory)
+    entries[name] = entry
+    _write_manifest(directory, entries)
+    return entry
+
+
+def load(name: str, directory: str | os.PathLike = DIRECTORY) -> tuple[dict, dict]:
+    """A pretrained model's payload and manifest entry, after checking its hash.
+
+    Raises:
+        ValueError: no entry has this name (the message lists those there are), the file is
+            missing, or its hash is not the manifest's; the message gives the entry's command.
+    """
+    directory = Path(directory)
+    entries = manifest(directory)
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise ValueError(f"no pretrained model named {name!r} in {directory / MANIFEST}; it holds: {known}")
+    entry = entries[name]
+    path = directory / entry["file"]
+    remake = f"Retrain it from the repository root with\n    {entry['command']}"
+    if not path.is_file():
+        raise ValueError(f"the pretrained model {name!r} lacks its file {path}. {remake}")
+    found = sha256(path)
+    if found != entry["sha256"]:
+        raise ValueError(f"the pretrained model {name!r} at {path} has changed since it was recorded: its "
+                         f"SHA-256 is {found}, the manifest says {entry['sha256']}. Restore it with "
+                         f"`git checkout -- {path}`, or: {remake}")
+    return checkpoint.read(path), entry
+
+
+def verify(directory: str | os.PathLike = DIRECTORY) -> list[str]:
+    """Everything wrong with a pretrained folder, one line each; [] when nothing is."""
+    directory = Path(directory)
+    try:
+        entries = manifest(directory)
+    except ValueError as error:
+        return [str(error)]
+    problems, listed = [], set()
+    for name, entry in entries.items():
+        missing = [field for field in FIELDS if field not in entry]
+        if missing:
+            problems.append(f"{name}: the entry lacks {', '.join(missing)}")
+            continue
+        path = directory / entry["file"]
+        listed.add(path.resolve())
+        if not path.is_file():
+            problems.append(f"{name}: its file {path} is missing")
+        elif sha256(path) != entry["sha256"]:
+            problems.append(f"{name}: {path} does not match its SHA-256 in the manifest")
+    files = [path for path in directory.rglob("*") if path.is_file() and path.name != MANIFEST]
+    problems += [f"{path}: no manifest entry names this file" for path in files if path.resolve() not in listed]
+    total = sum(path.stat().st_size for path in files)
+    if total > SIZE_LIMIT:
+        problems.append(f"{directory}: its files hold {total / 2**20:.1f} MiB, over the {SIZE_LIMIT / 2**20:.0f} MiB "
+                        f"the repository allows its pretrained models")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adaptive.infra.pretrained",
+                                     description="Check or list the pretrained models and their manifest.")
+    parser.add_argument("action", choices=("verify", "list"))
+    parser.add_argument("--directory", default=str(DIRECTORY), help="the pretrained folder (default pretrained)")
+    args = parser.parse_args(argv)
+    if args.action == "verify":
+        problems = verify(args.directory)
+        print("\n".join(problems) if problems else f"{args.directory}: every file matches its manifest entry")
+        return 1 if problems else 0
+    for name, entry in manifest(args.directory).items():
+        print(f"{name}\t{entry.get('file')}\t{entry.get('bytes', 0) / 1024:.0f} KiB\t{entry.get('command')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
