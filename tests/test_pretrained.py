@@ -107,3 +107,12 @@ def test_spread_and_the_markdown_table():
     assert header.count("|") == len(claims.COLUMNS) + 1 and rule.count("---") == len(claims.COLUMNS)
     assert "a \\| b" in row and "3 of 3" in row and "reproduced" in row
     assert claims.rows([claims.measured("c", "s", "p", "k", [1.0], lambda v: True)])[0]["holds_per_seed"] == [True]
+
+
+def test_spearman_with_ties():
+    xs, ys = [1, 2, 3, 4, 5, 6], [1.0, 1.5, 1.5, 3.0, 2.0, 6.0]     # ranks of ys: 0, 1.5, 1.5, 4, 3, 5
+    assert claims.spearman(xs, ys) == pytest.approx(16 / math.sqrt(17.5 * 17))
+    assert claims.spearman(xs, list(reversed(xs))) == pytest.approx(-1.0)
+    assert math.isnan(claims.spearman(xs, [2.0] * 6))
+    with pytest.raises(ValueError, match="equally long"):
+        claims.spearman([1, 2], [1])

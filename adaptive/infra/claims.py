@@ -94,6 +94,33 @@ def measured(claim: str, source: str, paper: str, criterion: str, values: Sequen
                  [not math.isnan(v) and bool(test(v)) for v in values], digits)
 
 
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Spearman's rank correlation of two equally long sequences (ties get their mean rank); NaN when
+    either is constant or shorter than 2."""
+    if len(xs) != len(ys):
+        raise ValueError(f"xs and ys must be equally long, got {len(xs)} and {len(ys)}")
+
+    def ranks(values: Sequence[float]) -> list[float]:
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        rank = [0.0] * len(values)
+        start = 0
+        while start < len(order):                   # a run of ties shares the mean of its ranks
+            end = start
+            while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+                end += 1
+            for i in order[start:end + 1]:
+                rank[i] = (start + end) / 2
+            start = end + 1
+        return rank
+    if len(xs) < 2:
+        return math.nan
+    rx, ry = ranks(list(xs)), ranks(list(ys))
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return sxy / math.sqrt(sxx * syy) if sxx and syy else math.nan
+
+
 def rows(claims: Sequence[Claim]) -> list[dict]:
     """The table as dicts (for a results file's ``measurements``), with each claim's values and holds."""
     return [{**claim.row(), "values": list(claim.values), "holds_per_seed": [bool(h) for h in claim.holds]}

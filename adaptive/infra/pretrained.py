@@ -103,7 +103,7 @@ def _write_manifest(directory: Path, entries: dict[str, dict]) -> None:
 
 
 def record(name: str, payload: dict, *, command: str, seed: int, curve: list[dict],
-           directory: str | os.PathLike = DIRECTORY, file: str | None = None) -> dict:
+           directory: str | os.PathLike = DIRECTORY, file: str | None = None, extra: dict | None = None) -> dict:
     """Save a trained model as ``<directory>/<file>`` and enter it in the manifest; return the entry.
 
     Args:
@@ -115,6 +115,7 @@ def record(name: str, payload: dict, *, command: str, seed: int, curve: list[dic
         curve: the run's learning curve, as its trainer recorded it.
         directory: the pretrained folder.
         file: the file's path inside ``directory`` (default ``<name>.pt``).
+        extra: more plain values for the entry, e.g. ``{"train_seconds": 812.5}``.
     """
     if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/"):
         raise ValueError(f"name must be a non-empty relative name such as 'parity/act-seed0', got {name!r}")
@@ -127,7 +128,7 @@ def record(name: str, payload: dict, *, command: str, seed: int, curve: list[dic
     checkpoint.save(directory / relative, payload)
     entry = {"file": relative, "sha256": sha256(directory / relative), "bytes": (directory / relative).stat().st_size,
              "command": command, "seed": int(seed), "commit": commit(), "machine": machine(),
-             "config": payload["config"], "curve": curve}
+             "config": payload["config"], "curve": curve, **(extra or {})}
     entries = manifest(directory)
     entries[name] = entry
     _write_manifest(directory, entries)
