@@ -10,7 +10,7 @@ manifest entry, ``pretrained/manifest.json``::
                             "sha256": "...", "bytes": 53180,
                             "command": "python -m adaptive.parity.pretrain rising16",
                             "seed": 0, "commit": "2492984",     # the code that trained it
-                            "machine": {...},                   # torch, CPU capability, threads
+                            "machine": {...},                   # torch, CPU capability, processor
                             "config": {...},                    # the run's whole configuration
                             "curve": [{"update": 250, ...}, ...]}}}
 
@@ -73,9 +73,10 @@ def commit() -> str:
 
 
 def machine() -> dict:
-    """What decides float rounding on a CPU: torch's version, its vector instructions, the thread count."""
+    """What decides float rounding on a CPU, beyond the command (which fixes the threads a run uses):
+    torch's version, the vector instructions its kernels use, the processor."""
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads(), "processor": platform.machine()}
+            "processor": platform.machine()}
 
 
 def same_machine(entry: dict) -> bool:
