@@ -54,10 +54,11 @@ from ..infra import checkpoint, cli, distributed, results, seeding
 from ..infra.distributed import Context
 from ..infra.trainer import Trainer
 from ..numerics import flush_denormals
-from . import dataset, questions
+from . import dataset, gqa, questions
 from .mac import MAC
 
 RESUMABLE = ("epochs", "device", "workers")       # may change when a run is resumed
+DATASETS = ("clevr", "gqa")
 CHECKPOINT, RESULT = "checkpoint.pt", "result.json"
 
 
@@ -66,7 +67,9 @@ class MacConfig:
     """Everything that defines one training run (recorded in every checkpoint and result).
 
     Attributes:
-        data_root: dataset folder (mini-CLEVR or CLEVR v1.0 layout, with features).
+        data_root: dataset folder (mini-CLEVR or CLEVR v1.0 layout, with features; or GQA's).
+        dataset: ``"clevr"`` (mini-CLEVR or CLEVR v1.0, ``load_data``) or ``"gqa"``
+            (``adaptive.clevr.gqa.load_data``).
         method: one of ``adaptive.loop.METHODS`` (the paper compares ``"fixed"``, ``"act"`` and
             ``"dact"``); the gated MAC is ``"fixed"`` with ``gate``.
         max_steps: L, the most steps a question may take (``loop.Halting(method, max_steps)``).
@@ -94,6 +97,7 @@ class MacConfig:
     """
 
     data_root: str
+    dataset: str = "clevr"
     method: str = "dact"
     max_steps: int = 12
     tau: float = 0.0
@@ -125,6 +129,7 @@ class MacConfig:
             if not isinstance(self.init_from, (str, os.PathLike)):
                 raise ValueError(f"init_from must be a path or None, got {self.init_from!r}")
             object.__setattr__(self, "init_from", str(self.init_from))
+        _checks.choice("dataset", self.dataset, DATASETS)
         _checks.choice("method", self.method, loop.METHODS)
         for name in ("max_steps", "width", "embed_dim", "stem_stride", "epochs", "batch_size"):
             _checks.positive_int(name, getattr(self, name))
@@ -165,13 +170,16 @@ class MacConfig:
         return loop.Halting(self.method, self.max_steps, tau=self.tau)
 
     def comparable(self) -> dict:
-        """The settings a checkpoint must share to be resumed: all but ``RESUMABLE``."""
-        return {key: value for key, value in asdict(self).items() if key not in RESUMABLE}
+        """The settings a checkpoint must share to be resumed: all but ``RESUMABLE`` (and ``dataset``
+        when it is CLEVR, so that checkpoints made before GQA was added still resume)."""
+        return {key: value for key, value in asdict(self).items()
+                if key not in RESUMABLE and not (key == "dataset" and value == "clevr")}
 
     def name(self) -> str:
         """A readable folder name for this run, e.g. ``dact-tau0.001-L12-seed0``."""
         gate = "-gate" if self.gate else ""
-        return f"{self.method}{gate}-tau{self.tau:g}-L{self.max_steps}-seed{self.seed}"
+        data = "gqa-" if self.dataset == "gqa" else ""
+        return f"{data}{self.method}{gate}-tau{self.tau:g}-L{self.max_steps}-seed{self.seed}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -439,7 +447,7 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, checkpoint_ev
         raise ValueError(f"batch_size ({config.batch_size}) must be a multiple of the number of processes "
                          f"({context.world}): each takes batch_size / {context.world} questions per update")
     bf16 = config.bf16 and device.type == "cuda"
-    vocab, train_set, val_set = load_data(config, context)
+    vocab, train_set, val_set = (gqa.load_data if config.dataset == "gqa" else load_data)(config, context)
     trainer = Trainer(folder / CHECKPOINT if folder is not None else None, config.comparable(),
                       total=config.epochs, unit="epoch", eval_every=1, checkpoint_every=checkpoint_every,
                       is_main=context.is_main, progress=progress, description=config.name(),
@@ -535,7 +543,8 @@ def load_trained(path: str | os.PathLike, device: str = "cpu") -> tuple[MAC, Mac
 # Command line
 
 _HELP = {
-    "data_root": "dataset folder, e.g. data/mini-clevr or data/CLEVR_v1.0",
+    "data_root": "dataset folder, e.g. data/mini-clevr, data/CLEVR_v1.0 or data/gqa",
+    "dataset": "clevr (mini-CLEVR or CLEVR v1.0) or gqa (adaptive.clevr.gqa)",
     "method": "the halting method; the paper compares fixed, act and dact (the gated MAC: fixed with --gate)",
     "max_steps": "L, the most reasoning steps", "tau": "ponder penalty weight",
     "model_steps": "steps the model has parameters for (default: --max-steps)",
@@ -549,10 +558,10 @@ _HELP = {
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m adaptive.clevr.train",
-                                     description="Train MAC (fixed steps, ACT or DACT) on (mini-)CLEVR; "
+                                     description="Train MAC (fixed steps, ACT or DACT) on (mini-)CLEVR or GQA; "
                                                  "under torchrun, data-parallel.")
-    cli.add_config_arguments(parser, MacConfig, help_texts=_HELP, choices={"method": loop.METHODS},
-                             parsers={"dropout": json.loads})
+    cli.add_config_arguments(parser, MacConfig, help_texts=_HELP,
+                             choices={"method": loop.METHODS, "dataset": DATASETS}, parsers={"dropout": json.loads})
     parser.add_argument("--checkpoint-dir", default=None,
                         help="folder of this run's checkpoint.pt and result.json (default: build/clevr/<name>)")
     parser.add_argument("--checkpoint-every", type=int, default=1,
