@@ -37,7 +37,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks, loop
-from .infra.benchmarking import SHARPNESS, halt_from_depth, interleaved, ratio, synchronize, write_report
+from .infra.benchmarking import (
+    SHARPNESS,
+    allocator,
+    halt_from_depth,
+    interleaved,
+    ratio,
+    steady_allocator,
+    synchronize,
+    write_report,
+)
 from .numerics import flush_denormals
 
 
@@ -167,7 +176,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
                           "unrolled_speedup": unrolled, "early_exit_pays": realised > unrolled})
     return {"parameters": {"width": width, "batch": batch, "max_steps": max_steps, "repeats": repeats,
                            "min_seconds": min_seconds, "bf16": use_bf16, "device": device, "seed": seed,
-                           "threads": torch.get_num_threads()},
+                           "threads": torch.get_num_threads(), "allocator": allocator()},
             "training": training_rows, "evaluation": eval_rows}
 
 
@@ -219,4 +228,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    steady_allocator("adaptive.benchmark")              # timings of the computation, not of page faults
     main()

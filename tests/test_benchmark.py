@@ -39,3 +39,26 @@ def test_a_size_below_one_is_refused_before_any_compute(capsys):
     with pytest.raises(SystemExit):
         benchmark.main(["--quick", "--batch", "0"])
     assert "--batch must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_benchmark_command_restarts_itself_with_a_steady_allocator(tmp_path):
+    """steady_allocator replaces the process with the same command under STEADY_ALLOCATOR, once; a
+    variable the user set is kept."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from adaptive.infra import benchmarking
+    (tmp_path / "probe.py").write_text("import json, sys\nfrom adaptive.infra import benchmarking\n"
+                                       "print(json.dumps([sys.argv[1:], benchmarking.allocator()]))\n")
+    start = "import sys; from adaptive.infra import benchmarking; benchmarking.steady_allocator('probe'); print('no')"
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
+    environment["PYTHONPATH"] = os.pathsep.join([str(tmp_path), environment.get("PYTHONPATH", "")])
+    ran = subprocess.run([sys.executable, "-c", start, "--quick"], env=environment, capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert json.loads(ran.stdout) == [["--quick"], benchmarking.STEADY_ALLOCATOR]
+    mine = {**environment, **benchmarking.STEADY_ALLOCATOR, "MALLOC_TRIM_THRESHOLD_": "1"}
+    ran = subprocess.run([sys.executable, "-c", start], env=mine, capture_output=True, text=True, check=True,
+                         timeout=120)
+    assert ran.stdout.strip() == "no"                   # already set: not restarted, the user's value kept

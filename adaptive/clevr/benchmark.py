@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .. import _checks, loop
-from ..infra.benchmarking import halt_from_depth, timed, write_report
+from ..infra.benchmarking import allocator, halt_from_depth, steady_allocator, timed, write_report
 from ..numerics import flush_denormals
 from .mac import MAC
 
@@ -176,7 +176,7 @@ def measure(width: int = 512, batch: int = 64, max_steps: int = 12, feature_shap
                            "embed_dim": embed_dim, "vocab_size": vocab_size, "num_answers": num_answers,
                            "question_length": question_length, "tau": tau, "repeats": repeats,
                            "device": str(device), "bf16": use_bf16, "seed": seed,
-                           "threads": torch.get_num_threads(),
+                           "threads": torch.get_num_threads(), "allocator": allocator(),
                            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"},
             "training": training_rows, "evaluation": eval_rows}
 
@@ -225,4 +225,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    steady_allocator("adaptive.clevr.benchmark")              # timings of the computation, not of page faults
     main()

@@ -7,12 +7,21 @@ once per round, the rounds alternate the variants, and each timing repeats its c
 least ``min_seconds`` (as ``torch.utils.benchmark``'s blocked autorange does), so a burst of
 load from elsewhere hits all variants alike. ``ratio`` reports the ratio of two variants'
 fastest rounds with the spread of the round-by-round ratios next to it.
+
+On Linux, glibc hands large freed blocks back to the system and the next allocation of that
+size pays page faults for them again; how often depends on what ran before, so one variant can
+measure up to twice its own time next to another. ``steady_allocator`` starts a benchmark's
+command again with glibc told to keep what it freed (``STEADY_ALLOCATOR``), so its timings
+measure the computation; each benchmark calls it first thing when run as a command, and
+records the variables it ran with (``allocator``).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +30,8 @@ import torch
 
 from .. import _checks
 
+# glibc: never serve large blocks by mmap, never trim the heap (4e9 bytes: above any block here)
+STEADY_ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "4000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000"}
 SHARPNESS = 12.0            # |halting logit| of a forced decision: h within 1e-5 of 0 or 1
 
 
@@ -45,6 +56,22 @@ def timed(call, device: torch.device | str = "cpu") -> float:
     call()
     synchronize(device)
     return time.perf_counter() - start
+
+
+def steady_allocator(module: str) -> None:
+    """Start ``python -m module`` again with ``STEADY_ALLOCATOR`` in its environment, unless it is there
+    already (or this is no glibc system); call it only from a command's ``__main__``: it replaces the
+    process. A variable the user set is kept as they set it."""
+    if not sys.platform.startswith("linux") or all(name in os.environ for name in STEADY_ALLOCATOR):
+        return
+    environment = {**STEADY_ALLOCATOR, **os.environ}
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], environment)
+
+
+def allocator() -> dict:
+    """The ``MALLOC_`` variables this process runs with, for a benchmark's recorded configuration."""
+    return {name: value for name, value in os.environ.items() if name.startswith("MALLOC_")}
 
 
 def write_report(result: dict, out: str | Path, table: str) -> None:

@@ -34,7 +34,7 @@ import resource
 import torch
 
 from .. import _checks
-from ..infra.benchmarking import timed, write_report
+from ..infra.benchmarking import allocator, steady_allocator, timed, write_report
 from .batched import train_batched
 from .train import RunConfig, train, train_grid
 
@@ -103,7 +103,7 @@ def measure(configs: list[RunConfig], rounds: int = 1, device: str = "cpu") -> d
                  **{key: max(abs(a[key] - b[key]) for a, b in pairs) for key in ("accuracy", "mean_steps")}}
     return {"parameters": {"runs": len(configs), "updates": configs[0].updates, "eval_every": configs[0].eval_every,
                            "rounds": rounds, "workers": WORKERS, "device": device,
-                           "threads": torch.get_num_threads()},
+                           "threads": torch.get_num_threads(), "allocator": allocator()},
             "variants": table, "batched_minus_separate": agreement}
 
 
@@ -142,4 +142,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    steady_allocator("adaptive.parity.benchmark")              # timings of the computation, not of page faults
     main()

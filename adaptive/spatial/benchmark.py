@@ -26,9 +26,9 @@ fraction (``blocks_ratio``: where it crosses 1 is the break-even, ``sparse.BREAK
 
 On a CPU, glibc hands large freed blocks back to the system and the next allocation pays page
 faults for them; how often depends on what ran before, so that interleaved with the block path
-the dense unit measured up to twice its own time. For steady timings of the computation run the
-sweep with ``MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=4000000000`` (the result's
-config records the ``MALLOC_`` variables it ran with).
+the dense unit measured up to twice its own time. The command therefore runs with glibc told to
+keep what it frees (``adaptive.infra.benchmarking.steady_allocator``); the result's config
+records the ``MALLOC_`` variables it ran with.
 
     python -m adaptive.spatial.benchmark --depth 110 --batch 128 --device cuda --bf16
     python -m adaptive.spatial.benchmark --quick          # a small CPU version
@@ -40,14 +40,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 
 import torch
 import torch.nn.functional as F
 
 from .. import _checks
-from ..infra.benchmarking import interleaved, ratio, timed, write_report
+from ..infra.benchmarking import allocator, interleaved, ratio, steady_allocator, timed, write_report
 from ..numerics import flush_denormals
 from . import halting as spatial
 from . import sparse
@@ -229,7 +228,7 @@ def sparsity_sweep(quick: bool = False, device: str = "cpu", seed: int = 0, roun
     config = dict(quick=quick, device=str(device), threads=torch.get_num_threads(), rounds=rounds,
                   min_seconds=min_seconds, seed=seed, block=sparse.BLOCK, break_even=sparse.BREAK_EVEN,
                   min_side=sparse.MIN_SIDE, blob_scale=BLOB_SCALE, torch=torch.__version__,
-                  malloc={name: value for name, value in os.environ.items() if name.startswith("MALLOC_")})
+                  malloc=allocator())
     if device.type == "cuda":
         config["gpu"] = torch.cuda.get_device_name(device)
     return {"config": config, "rows": rows}
@@ -287,4 +286,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    steady_allocator("adaptive.spatial.benchmark")              # timings of the computation, not of page faults
     main()
