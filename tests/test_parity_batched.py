@@ -97,6 +97,38 @@ def test_runs_of_every_method_and_depth_share_one_stack(tmp_path):
     assert start == len(rows)
 
 
+def test_runs_of_their_own_curricula_clipping_and_training_range_are_the_runs_trained_alone(tmp_path):
+    """One stack, one learning-rate schedule; each run its own curriculum, training range and clipping. Runs of
+    one seed that train on other difficulties draw their own batches (``stream_key``), those that agree share them."""
+    shared = SMALL | {"lr_decay_at": (12, 20), "lr_decay": 0.5}
+    configs = [training.RunConfig(method, tau=1e-2, seed=seed, **(shared | extra)) for method, seed, extra in (
+        ("act", 0, {"curriculum_start": 2, "curriculum_updates": 20, "clip_norm": 0.3}),
+        ("dact", 0, {"curriculum_start": 2, "curriculum_updates": 20}),
+        ("pondernet", 0, {"curriculum_start": 1, "curriculum_updates": 25, "train_max_nonzero": 3}),
+        ("pondernet", 1, {"clip_norm": 0.05}),
+        ("dact", 1, {"train_max_nonzero": 3, "clip_norm": 1e3}))]
+    assert len({batched.stream_key(config) for config in configs}) == 4
+    alone = [training.train(config, checkpoint_dir=tmp_path / "alone", progress=False) for config in configs]
+    together = batched.train_stack(configs, checkpoint_dir=tmp_path / "stack")
+    for config, rows, stacked_rows, parameters in zip(configs, alone, together,
+                                                      stacked_parameters(tmp_path / "stack", configs)):
+        assert_same_run(rows, stacked_rows)
+        assert_same_parameters(final_parameters(tmp_path / "alone", config), parameters)
+
+
+def test_an_interrupted_curriculum_stack_resumes_to_the_same_runs(tmp_path, monkeypatch):
+    configs = [training.RunConfig(method, tau=1e-2, curriculum_start=2, curriculum_updates=20, clip_norm=0.5,
+                                  **(SMALL | {"lr_decay_at": (15,)})) for method in ("act", "pondernet")]
+    straight = batched.train_stack(configs)
+    with stopped_after_a_save(monkeypatch, match="stopped at update 9"):
+        batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=9)
+    resumed = batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=9)
+    strip = [[{key: value for key, value in row.items() if key != "train_seconds"} for row in rows]
+             for rows in straight]
+    assert [[{key: value for key, value in row.items() if key != "train_seconds"} for row in rows]
+            for rows in resumed] == strip
+
+
 def test_the_stacked_step_is_each_models_step():
     torch.manual_seed(0)
     H = 7
@@ -169,7 +201,11 @@ def test_two_worker_processes_train_what_one_process_trains():
     (lambda: batched.train_batched(grid("dact"), device="cpu:7"), r"the CPU takes no index"),
     (lambda: batched.train_stack(grid("dact"), device="gpu"), r"device must name a torch device"),
     (lambda: batched.train_stack(grid("dact") + [training.RunConfig("act", **(SMALL | {"hidden": 8, "lr": 1e-3}))]),
-     r"must agree in size, hidden, batch_size, lr, updates, eval_every; these differ: hidden, lr"),
+     r"must agree in size, hidden, batch_size, lr, lr_decay_at, lr_decay, updates, eval_every; these differ: "
+     r"hidden, lr"),
+    (lambda: batched.train_stack([training.RunConfig("act", **SMALL),
+                                  training.RunConfig("act", **(SMALL | {"lr_decay_at": (10,)}))]),
+     r"these differ: lr_decay_at"),
     (lambda: batched.StackedParityRNN([ParityRNN(4, 8), ParityRNN(4, 9)]), r"one \(size, hidden, classes\)"),
     (lambda: batched.StackedParityRNN([]), r"models must be a non-empty sequence of ParityRNN"),
 ])

@@ -159,3 +159,92 @@ def test_training_flushes_subnormals_only_while_it_runs():
     assert torch.tensor(1e-40) * 1.0 != 0, "training left subnormals flushed for the whole process"
     with numerics.flush_denormals():
         assert torch.tensor(1e-40) * 1.0 == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# What a run trains on: a curriculum over difficulty, a training range, clipping, a schedule
+
+SCHEDULED = TINY | dict(size=8, updates=12, eval_every=4, eval_size=400, curriculum_start=2, curriculum_updates=8,
+                        clip_norm=0.5, lr_decay_at=(6, 9), lr_decay=0.5)
+
+
+def test_the_curriculum_grows_from_its_start_to_the_training_maximum_and_stays():
+    config = training.RunConfig("act", **SCHEDULED)
+    assert [config.largest_difficulty(update) for update in range(12)] == [2, 2, 3, 4, 5, 5, 6, 7, 8, 8, 8, 8]
+    capped = training.RunConfig("act", **(SCHEDULED | {"train_max_nonzero": 5}))
+    assert [capped.largest_difficulty(update) for update in (0, 4, 8, 1000)] == [2, 3, 5, 5]
+    assert all(training.RunConfig("act", **TINY).largest_difficulty(update) == 4 for update in (0, 10**6))
+    assert [config.learning_rate(update) for update in (0, 5, 6, 8, 9, 10**6)] == [3e-3, 3e-3, 1.5e-3, 1.5e-3,
+                                                                                   7.5e-4, 7.5e-4]
+
+
+def test_training_batches_respect_the_curriculum_and_evaluation_covers_every_difficulty(monkeypatch):
+    config = training.RunConfig("dact", tau=0.01, **(SCHEDULED | {"train_max_nonzero": 6}))
+    drawn, sample = [], training.Parity.sample
+
+    def recorded(task, n, generator, split="train"):
+        batch = sample(task, n, generator, split=split)
+        if split == "train":
+            drawn.append((task.high, int(batch[2].min()), int(batch[2].max())))
+        return batch
+    monkeypatch.setattr(training.Parity, "sample", recorded)
+    row = training.train(config, progress=False)[0]
+    assert [high for high, _, _ in drawn] == [config.largest_difficulty(update) for update in range(12)]
+    assert all(1 <= low and top <= high for high, low, top in drawn)
+    assert max(top for _, _, top in drawn) == 6                              # the training range's end is reached
+    assert set(row["accuracy_by_difficulty"]) == set(row["steps_by_difficulty"]) == set(range(1, 9))  # not to 6
+    assert row["config"]["curriculum_start"] == 2 and row["config"]["train_max_nonzero"] == 6
+
+
+def test_a_scheduled_run_resumes_and_extends_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    """The curriculum, the clipping and the learning-rate schedule are functions of the update alone:
+    stopped at update 4 and resumed, or trained for 7 updates and extended to 12, the run is the straight one."""
+    config = training.RunConfig("pondernet", tau=0.01, **SCHEDULED)
+    straight = training.train(config, checkpoint_dir=tmp_path / "straight", progress=False)[0]
+    with stopped_after_a_save(monkeypatch, match="stopped at update 4"):
+        training.train(config, checkpoint_dir=tmp_path / "resumed", progress=False, checkpoint_every=4)
+    resumed = training.train(config, checkpoint_dir=tmp_path / "resumed", progress=False, checkpoint_every=4)[0]
+    training.train(training.RunConfig("pondernet", tau=0.01, **(SCHEDULED | {"updates": 7})),
+                   checkpoint_dir=tmp_path / "extended", progress=False)
+    extended = training.train(config, checkpoint_dir=tmp_path / "extended", progress=False)[0]
+    assert resumed["curve"] == straight["curve"] and resumed["accuracy"] == straight["accuracy"]
+    assert [p for p in extended["curve"] if p["update"] != 7] == straight["curve"]
+    models = [_saved(tmp_path / name, config)["model"] for name in ("straight", "resumed", "extended")]
+    assert all(torch.equal(models[0][key], other[key]) for other in models[1:] for key in models[0])
+
+
+def test_a_clipped_run_differs_from_the_unclipped_one_and_defaults_leave_the_key_alone():
+    clipped, free = (training.RunConfig("act", tau=0.01, **(TINY | extra)) for extra in ({"clip_norm": 1e-3}, {}))
+    assert training.train(clipped, progress=False)[0]["curve"] != training.train(free, progress=False)[0]["curve"]
+    assert not set(training.LATER) & set(free.comparable())                 # older checkpoints keep their names
+    assert set(training.LATER) <= set(training.RunConfig("act", **SCHEDULED | {"train_max_nonzero": 5}).comparable())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(train_max_nonzero=9), r"train_max_nonzero must be an integer in 1..size = 1..8, got 9"),
+    (dict(train_max_nonzero=0), r"train_max_nonzero must be an integer in 1..size = 1..8, got 0"),
+    (dict(curriculum_start=9, curriculum_updates=10), r"curriculum_start must be an integer in 1..size = 1..8, got 9"),
+    (dict(train_max_nonzero=4, curriculum_start=5, curriculum_updates=10),
+     r"curriculum_start must be an integer in 1..train_max_nonzero = 1..4, got 5"),
+    (dict(curriculum_start=2), r"curriculum_updates must be an integer >= 1, got 0"),
+    (dict(curriculum_start=2, curriculum_updates=2.5), r"curriculum_updates must be an integer >= 1, got 2.5"),
+    (dict(curriculum_updates=100), r"curriculum_updates must be 0 without a curriculum \(curriculum_start=None\)"),
+    (dict(clip_norm=0.0), r"clip_norm must be a number > 0, got 0.0"),
+    (dict(lr_decay_at=(500, 100)), r"lr_decay_at must be a tuple of increasing integers >= 1 \(updates\), got \(500"),
+    (dict(lr_decay_at=(0,)), r"lr_decay_at must be a tuple of increasing integers >= 1"),
+    (dict(lr_decay_at=[100]), r"lr_decay_at must be a tuple"),
+    (dict(lr_decay=-0.5), r"lr_decay must be a number > 0, got -0.5"),
+])
+def test_bad_schedules_are_refused_with_the_parameter_and_what_is_allowed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        training.RunConfig("dact", **kwargs)
+
+
+def test_the_command_line_takes_the_schedules(tmp_path):
+    rows = training.main(["--method", "act", "--size", "4", "--hidden", "8", "--max-steps", "3", "--updates", "6",
+                          "--batch-size", "16", "--eval-size", "32", "--eval-every", "3", "--curriculum-start", "1",
+                          "--curriculum-updates", "4", "--train-max-nonzero", "3", "--clip-norm", "1.0",
+                          "--lr-decay-at", "2", "4", "--checkpoint-dir", str(tmp_path), "--quiet"])
+    assert {key: rows[0]["config"][key] for key in training.LATER} == {
+        "train_max_nonzero": 3, "curriculum_start": 1, "curriculum_updates": 4, "clip_norm": 1.0,
+        "lr_decay_at": (2, 4), "lr_decay": 0.1}

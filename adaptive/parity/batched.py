@@ -14,16 +14,18 @@ Each run gives the result it gives alone (``adaptive.parity.train.train``), to f
 
 * its model starts from the same parameters (``torch.manual_seed(seed)``, then ``ParityRNN``);
 * it trains on the same batches, from its own stream ``torch.Generator().manual_seed(seed)``
-  (the stream depends on the seed, size and batch size alone, so runs that share them share
-  one stream, drawn once per update);
+  and of its update's difficulties (``RunConfig.training_task``): the stream depends on the
+  seed, size, batch size and the difficulties of its batches alone (``stream_key``), so runs
+  that share them share one stream, drawn once per update;
 * its loss is what ``adaptive.loop.run`` computes for the run alone: as many steps (ACT's
   training stops once every sample of *its* batch has halted), its rule's ``train`` and
   ``task_loss``, its penalty weight, and its own noise generator (``seed + 1``) drawn in the
   same order and shapes (``run_losses``);
 * the stack's loss is the sum of the runs' losses, and run k's parameters appear in its own
   loss only, so each receives its own run's gradient;
+* where a run clips its gradient (``clip_norm``), the norm is its own parameters' alone;
 * Adam is elementwise, so one Adam over the stacked parameters is K Adams with the same
-  settings, which is why a stack holds runs of one learning rate;
+  settings, which is why a stack holds runs of one learning rate and one schedule of it;
 * it is evaluated alone, by ``adaptive.parity.train.evaluate`` on its own ``ParityRNN`` with
   its own generator, at the same updates, and its result rows are ``train``'s.
 
@@ -68,7 +70,7 @@ from .model import ParityRNN
 from .task import Parity
 from .train import RunConfig, evaluate
 
-STACKED = ("size", "hidden", "batch_size", "lr", "updates", "eval_every")   # one value per stack
+STACKED = ("size", "hidden", "batch_size", "lr", "lr_decay_at", "lr_decay", "updates", "eval_every")  # one per stack
 
 
 class StackedParityRNN(nn.Module):
@@ -260,6 +262,24 @@ def run_losses(heads: torch.Tensor, steps: Sequence[int], haltings: Sequence[loo
     return losses
 
 
+def stream_key(config: RunConfig) -> tuple:
+    """What decides a run's training batches besides ``STACKED``: its seed and the difficulties it trains on."""
+    return config.seed, config.train_max_nonzero, config.curriculum_start, config.curriculum_updates
+
+
+def clip_each(parameters: Sequence[torch.Tensor], clip_norms: torch.Tensor) -> None:
+    """Clip each run's gradient to its own L2 norm, as ``torch.nn.utils.clip_grad_norm_`` clips a run alone.
+
+    Args:
+        parameters: the stack's parameters, each (K, ...) with its gradient.
+        clip_norms: (K,) each run's largest norm (inf: no clipping).
+    """
+    squares = sum(parameter.grad.flatten(1).pow(2).sum(dim=1) for parameter in parameters)     # (K,)
+    factor = (clip_norms / (squares.sqrt() + 1e-6)).clamp(max=1.0)                              # (K,)
+    for parameter in parameters:
+        parameter.grad.mul_(factor.view(-1, *[1] * (parameter.dim() - 1)))
+
+
 def stack_key(config: RunConfig) -> tuple:
     """What runs must share to be trained in one stack (``STACKED``)."""
     return tuple(getattr(config, name) for name in STACKED)
@@ -328,7 +348,7 @@ def train_stack(configs: Sequence[RunConfig], device: str = "cpu", checkpoint_di
     order = sorted(range(len(configs)), key=lambda position: stack_order(configs[position]))
     runs = [configs[position] for position in order]
     shared, haltings = runs[0], [config.halting() for config in runs]
-    task = Parity(shared.size)
+    task = Parity(shared.size)                                               # held out: every difficulty
     models = []
     for config, halting in zip(runs, haltings):                        # as ``train`` makes each model
         torch.manual_seed(config.seed)
@@ -336,9 +356,12 @@ def train_stack(configs: Sequence[RunConfig], device: str = "cpu", checkpoint_di
         models.append(ParityRNN(config.size, config.hidden, halt_bias=halt_bias).to(device))
     stack = StackedParityRNN(models).to(device)
     optimizer = torch.optim.Adam(stack.parameters(), lr=shared.lr, fused=True)     # one kernel a tensor
-    seeds = sorted({config.seed for config in runs})
-    streams = [torch.Generator().manual_seed(seed) for seed in seeds]             # training batches
-    stream_of = torch.tensor([seeds.index(config.seed) for config in runs], device=device)     # (K,)
+    drawn = list(dict.fromkeys(stream_key(config) for config in runs))         # one stream each, drawn once
+    drawers = [next(config for config in runs if stream_key(config) == key) for key in drawn]
+    streams = [torch.Generator().manual_seed(config.seed) for config in drawers]   # training batches
+    stream_of = torch.tensor([drawn.index(stream_key(config)) for config in runs], device=device)  # (K,)
+    clipping = any(config.clip_norm is not None for config in runs)
+    clip_norms = torch.tensor([config.clip_norm or float("inf") for config in runs], device=device)  # (K,)
     noises = [torch.Generator(device=device).manual_seed(config.seed + 1) for config in runs]
     held_out = {where: tuple(t.to(device) for t in task.fixed_set(*where))
                 for where in dict.fromkeys((config.eval_size, config.eval_seed) for config in runs)}
@@ -355,7 +378,8 @@ def train_stack(configs: Sequence[RunConfig], device: str = "cpu", checkpoint_di
 
     def train_unit(index: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One Adam update of every run on its fresh batch; each run's (loss, task loss)."""
-        batches = [task.sample(shared.batch_size, stream) for stream in streams]
+        batches = [config.training_task(index).sample(shared.batch_size, stream)
+                   for config, stream in zip(drawers, streams)]
         x = torch.stack([batch[0] for batch in batches]).to(device)[stream_of]            # (K, B, size)
         target = torch.stack([batch[1] for batch in batches]).to(device)[stream_of]       # (K, B)
         heads, steps = stack.unroll(x, haltings)                                           # (K, B, L, C + 1)
@@ -368,6 +392,10 @@ def train_stack(configs: Sequence[RunConfig], device: str = "cpu", checkpoint_di
                 f"lower lr (now {shared.lr:g}) or tau (now {runs[k].tau:g}), or change seed")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if clipping:
+            clip_each(list(stack.parameters()), clip_norms)
+        for group in optimizer.param_groups:
+            group["lr"] = shared.learning_rate(index)
         optimizer.step()
         return losses
 

@@ -1,14 +1,26 @@
 """Training and evaluating step functions on the parity task, one run or a grid.
 
-``train`` runs one configuration: Adam (constant learning rate) on fresh batches from a
-seeded stream, a learning curve on the fixed held-out set, a final evaluation with early
-exit, atomic checkpoints and resume (the loop, the evaluation schedule and the checkpoint
-policy are ``adaptive.infra.trainer``'s). A checkpoint is named after the configuration
-without its length (``RunConfig.key``), so a run asked for more updates than a finished one
-holds extends it, and the result is the longer run's, bit for bit: nothing in an update
-depends on ``updates``, and the learning curve's evaluations draw from their own generator,
-never from the training's. ``train_grid`` runs many configurations, in parallel processes
-when asked, with a progress bar. CLI::
+``train`` runs one configuration: Adam on fresh batches from a seeded stream, a learning curve
+on the fixed held-out set, a final evaluation with early exit, atomic checkpoints and resume
+(the loop, the evaluation schedule and the checkpoint policy are ``adaptive.infra.trainer``'s).
+
+What a run trains on and how, beyond the defaults (each off unless asked for, and each a
+function of the update's index alone, never of ``updates``):
+
+* ``train_max_nonzero``: training inputs hold 1..m non-zero entries, while the held-out set
+  still covers every difficulty 1..size (PonderNet's extrapolation: train on the easy half,
+  test on the unseen hard half);
+* a curriculum over difficulty: the largest difficulty of a training batch grows linearly
+  from ``curriculum_start`` to m over the first ``curriculum_updates`` updates
+  (``RunConfig.largest_difficulty``), easy parities first;
+* ``clip_norm``: the gradient's L2 norm is clipped to at most this;
+* ``lr_decay_at``: the learning rate is multiplied by ``lr_decay`` after each of these updates.
+
+A checkpoint is named after the configuration without its length (``RunConfig.key``), so a
+run asked for more updates than a finished one holds extends it, and the result is the longer
+run's, bit for bit: nothing in an update depends on ``updates``, and the learning curve's
+evaluations draw from their own generator, never from the training's. ``train_grid`` runs
+many configurations, in parallel processes when asked, with a progress bar. CLI::
 
     python -m adaptive.parity.train --method dact --tau 0.01 --checkpoint-dir build/parity
 """
@@ -22,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .. import _checks, loop, pact
 from ..infra import cli, pool
@@ -31,6 +44,14 @@ from .model import ParityRNN
 from .task import Parity
 
 RESUMABLE = ("updates",)                     # may change when a run is resumed: a longer run extends it
+LATER = ("train_max_nonzero", "curriculum_start", "curriculum_updates", "clip_norm", "lr_decay_at", "lr_decay")
+
+
+def _in_range(name: str, value, low: int, high: int, allowed: str) -> int:
+    """Check an integer in low..high (``allowed`` says which names bound it)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {allowed} = {low}..{high}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -54,6 +75,12 @@ class RunConfig:
     prior: float = 0.2
     halt_bias: float | None = None           # None: the rule's (1 for ACT, as Graves; 0 otherwise)
     eval_modes: tuple[str, ...] = ()         # PACT / PonderNet: modes to evaluate in
+    train_max_nonzero: int | None = None     # training inputs hold 1..this many non-zeros (None: size)
+    curriculum_start: int | None = None      # None: no curriculum; else the first batches' largest difficulty
+    curriculum_updates: int = 0              # updates over which that grows linearly to the training maximum
+    clip_norm: float | None = None           # None: no clipping; else the largest L2 norm of the gradient
+    lr_decay_at: tuple[int, ...] = ()        # updates after which the learning rate is multiplied by lr_decay
+    lr_decay: float = 0.1
 
     def __post_init__(self):
         self.halting()                       # validates method, tau, eps, ...
@@ -65,6 +92,24 @@ class RunConfig:
         _checks.positive("lr", self.lr)
         for mode in self.eval_modes:
             _checks.choice("eval_modes", mode, pact.MODES)
+        if self.train_max_nonzero is not None:
+            _in_range("train_max_nonzero", self.train_max_nonzero, 1, self.size, "1..size")
+        if self.curriculum_start is None:
+            if self.curriculum_updates != 0:
+                raise ValueError(f"curriculum_updates must be 0 without a curriculum (curriculum_start=None), "
+                                 f"got {self.curriculum_updates!r}; set curriculum_start to start one")
+        else:
+            _in_range("curriculum_start", self.curriculum_start, 1, self.training_max_nonzero(),
+                      "1..train_max_nonzero" if self.train_max_nonzero is not None else "1..size")
+            _checks.positive_int("curriculum_updates", self.curriculum_updates)
+        if self.clip_norm is not None:
+            _checks.positive("clip_norm", self.clip_norm)
+        if not isinstance(self.lr_decay_at, tuple) or not all(
+                isinstance(at, int) and not isinstance(at, bool) and at >= 1 for at in self.lr_decay_at) or \
+                list(self.lr_decay_at) != sorted(set(self.lr_decay_at)):
+            raise ValueError(f"lr_decay_at must be a tuple of increasing integers >= 1 (updates), "
+                             f"got {self.lr_decay_at!r}")
+        _checks.positive("lr_decay", self.lr_decay)
 
     def halting(self, eval_mode: str | None = None) -> loop.Halting:
         return loop.Halting(self.method, self.max_steps, tau=self.tau, eps=self.eps,
@@ -77,9 +122,38 @@ class RunConfig:
         known = loop.RULES[_checks.choice("method", self.method, loop.METHODS)].eval_modes
         return tuple(mode for mode in self.eval_modes if mode in known) or ("thresholded",)
 
+    def training_max_nonzero(self) -> int:
+        """The most non-zero entries a training input holds (``train_max_nonzero``, or the size)."""
+        return self.size if self.train_max_nonzero is None else self.train_max_nonzero
+
+    def largest_difficulty(self, update: int) -> int:
+        """The largest difficulty of the training batch of update ``update`` (0-based).
+
+        Without a curriculum, ``training_max_nonzero``. With one, it grows linearly from
+        ``curriculum_start`` at update 0 to ``training_max_nonzero`` at update ``curriculum_updates``
+        (rounded down), and stays there.
+        """
+        high = self.training_max_nonzero()
+        if self.curriculum_start is None or update >= self.curriculum_updates:
+            return high
+        return self.curriculum_start + (high - self.curriculum_start) * update // self.curriculum_updates
+
+    def training_task(self, update: int) -> Parity:
+        """The task the training batch of update ``update`` (0-based) is drawn from: 1..``largest_difficulty``."""
+        return Parity(self.size, 1, self.largest_difficulty(update))
+
+    def learning_rate(self, update: int) -> float:
+        """The learning rate of update ``update`` (0-based): ``lr``, times ``lr_decay`` for each
+        ``lr_decay_at`` already passed."""
+        return self.lr * self.lr_decay ** sum(update >= at for at in self.lr_decay_at)
+
     def comparable(self) -> dict:
-        """The settings a checkpoint must share to be resumed: all but ``RESUMABLE``."""
-        return {key: value for key, value in asdict(self).items() if key not in RESUMABLE}
+        """The settings a checkpoint must share to be resumed: all but ``RESUMABLE``. The fields
+        added after the first checkpoints (``LATER``) are left out while at their defaults, so that
+        those checkpoints keep their names and still resume."""
+        defaults = RunConfig.__dataclass_fields__
+        return {key: value for key, value in asdict(self).items()
+                if key not in RESUMABLE and not (key in LATER and value == defaults[key].default)}
 
     def key(self) -> str:
         """A file name unique to this configuration but for its length (``comparable``)."""
@@ -119,7 +193,7 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
     _checks.positive_int("checkpoint_every", checkpoint_every)
     device = _checks.device(device)
     torch.manual_seed(config.seed)
-    task = Parity(config.size)
+    task = Parity(config.size)                                              # held out: every difficulty
     x_val, y_val, d_val = (t.to(device) for t in task.fixed_set(config.eval_size, config.eval_seed))
     halt_bias = config.halt_bias if config.halt_bias is not None else config.halting().rule.initial_halt_bias
     model = ParityRNN(config.size, config.hidden, halt_bias=halt_bias).to(device)
@@ -137,8 +211,8 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
         noise.set_state(trainer.saved["noise"].to(noise.get_state().device))
 
     def train_unit(index: int) -> loop.Output:
-        """One Adam update on a fresh batch; its loop output."""
-        x, target, _ = (t.to(device) for t in task.sample(config.batch_size, stream))
+        """One Adam update on a fresh batch (of the update's difficulties); its loop output."""
+        x, target, _ = (t.to(device) for t in config.training_task(index).sample(config.batch_size, stream))
         out = loop.run(model.step, model.initial_state(x), halting, target=target, generator=noise)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(
@@ -146,6 +220,10 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
                 f"lower lr (now {config.lr:g}) or tau (now {config.tau:g}), or change seed")
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
+        if config.clip_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate(index)
         optimizer.step()
         return out
 
@@ -190,6 +268,12 @@ _HELP = {
     "eval_every": "updates between evaluations on the held-out set",
     "halt_bias": "initial bias of the halting unit (default: 1 for ACT, 0 otherwise)",
     "eval_modes": "PACT / PonderNet: the evaluation modes (default: thresholded)",
+    "train_max_nonzero": "training inputs hold 1..this many non-zeros; evaluation covers 1..size (default: size)",
+    "curriculum_start": "a curriculum: the first batches' largest difficulty (default: no curriculum)",
+    "curriculum_updates": "updates over which the curriculum's bound grows to the training maximum",
+    "clip_norm": "clip the gradient's L2 norm to this (default: no clipping)",
+    "lr_decay_at": "updates after which the learning rate is multiplied by --lr-decay",
+    "lr_decay": "the learning rate's factor at each of --lr-decay-at",
 }
 
 
