@@ -248,3 +248,13 @@ def test_the_command_line_takes_the_schedules(tmp_path):
     assert {key: rows[0]["config"][key] for key in training.LATER} == {
         "train_max_nonzero": 3, "curriculum_start": 1, "curriculum_updates": 4, "clip_norm": 1.0,
         "lr_decay_at": (2, 4), "lr_decay": 0.1}
+
+
+def test_a_row_names_its_task_size_and_scores_by_difficulty():
+    from adaptive.parity.train import RunConfig, train
+    common = dict(size=4, hidden=8, max_steps=2, updates=2, eval_every=2, eval_size=100)
+    plain, = train(RunConfig("act", tau=1e-3, **common), progress=False)
+    split, = train(RunConfig("act", tau=1e-3, train_max_nonzero=2, **common), progress=False)
+    assert (plain["task"], split["task"]) == ("parity", "parity-extrapolation")
+    assert plain["size"] == split["size"] == 4 and plain["max_steps"] == 2
+    assert set(split["accuracy_by_difficulty"]) == set(split["steps_by_difficulty"]) == {1, 2, 3, 4}

@@ -68,7 +68,7 @@ from ..numerics import flush_denormals
 from ..rule import Training
 from .model import ParityRNN
 from .task import Parity
-from .train import RunConfig, evaluate
+from .train import RunConfig, evaluate, result_row
 
 STACKED = ("size", "hidden", "batch_size", "lr", "lr_decay_at", "lr_decay", "updates", "eval_every")  # one per stack
 
@@ -424,11 +424,8 @@ def train_stack(configs: Sequence[RunConfig], device: str = "cpu", checkpoint_di
     for k, (config, halting) in enumerate(zip(runs, haltings)):
         curve = [{"update": point["update"], **point["runs"][k]} for point in state["curve"]]
         for mode in config.modes():
-            rows[order[k]].append({"method": config.method, "eval_mode": mode, "tau": config.tau,
-                                   "penalty_name": halting.rule.penalty_name, "seed": config.seed,
-                                   **scores(k, config.halting(mode)), "max_steps": config.max_steps,
-                                   "train_seconds": state["seconds"] / len(runs), "curve": curve,
-                                   "config": dataclasses.asdict(config)})
+            rows[order[k]].append(result_row(config, mode, scores(k, config.halting(mode)), curve,
+                                             state["seconds"] / len(runs)))
     return rows
 
 

@@ -33,7 +33,7 @@ from ..infra import checkpoint, pretrained
 from .batched import StackedParityRNN, train_batched
 from .model import ParityRNN
 from .task import Parity
-from .train import RunConfig, evaluate
+from .train import RunConfig, evaluate, result_row
 
 
 @dataclass(frozen=True)
@@ -166,12 +166,7 @@ def evaluate_pretrained(grid: str, directory: str | Path = pretrained.DIRECTORY,
         for mode in saved.modes():
             generator = torch.Generator(device=device).manual_seed(saved.eval_seed)
             scores = evaluate(model, saved.halting(mode), x, target, difficulty, generator)
-            halting = saved.halting(mode)
-            rows.append({"method": saved.method, "eval_mode": mode, "tau": saved.tau,
-                         "penalty_name": halting.rule.penalty_name, "seed": saved.seed, **scores,
-                         "max_steps": saved.max_steps, "curve": entry["curve"],
-                         "train_seconds": entry.get("train_seconds"),
-                         "config": dataclasses.asdict(saved),
+            rows.append({**result_row(saved, mode, scores, entry["curve"], entry.get("train_seconds")),
                          "pretrained": {"name": name, "commit": entry["commit"]}})
     return rows
 

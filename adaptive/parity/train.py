@@ -243,11 +243,19 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
     for mode in config.modes():
         scores = evaluate(model, config.halting(mode), x_val, y_val, d_val,
                           torch.Generator(device=device).manual_seed(config.eval_seed))
-        rows.append({"method": config.method, "eval_mode": mode, "tau": config.tau,
-                     "penalty_name": halting.rule.penalty_name, "seed": config.seed,
-                     **scores, "max_steps": config.max_steps, "train_seconds": state["seconds"],
-                     "curve": state["curve"], "config": asdict(config)})
+        rows.append(result_row(config, mode, scores, state["curve"], state["seconds"]))
     return rows
+
+
+def result_row(config: RunConfig, eval_mode: str, scores: dict, curve: list[dict], train_seconds: float | None) -> dict:
+    """A run's results row (CONTRIBUTING.md's fields) for one evaluation mode: what it is, its scores
+    (``evaluate``'s, by difficulty too), its learning curve and training time, its whole configuration.
+    ``task`` is ``"parity-extrapolation"`` for a run trained on fewer non-zeros than it is tested on."""
+    task = "parity-extrapolation" if config.training_max_nonzero() < config.size else "parity"
+    return {"method": config.method, "eval_mode": eval_mode, "task": task, "size": config.size,
+            "tau": config.tau, "penalty_name": config.halting().rule.penalty_name,
+            "seed": config.seed, **scores, "max_steps": config.max_steps, "train_seconds": train_seconds,
+            "curve": curve, "config": asdict(config)}
 
 
 def train_grid(configs: list[RunConfig], device: str = "cpu", checkpoint_dir: str | Path | None = None,
