@@ -258,3 +258,28 @@ def test_a_row_names_its_task_size_and_scores_by_difficulty():
     assert (plain["task"], split["task"]) == ("parity", "parity-extrapolation")
     assert plain["size"] == split["size"] == 4 and plain["max_steps"] == 2
     assert set(split["accuracy_by_difficulty"]) == set(split["steps_by_difficulty"]) == {1, 2, 3, 4}
+
+
+def test_settling_steps_finds_the_step_from_which_every_answer_is_right():
+    import torch
+
+    from adaptive.parity.train import settling_steps
+
+    class Scripted(torch.nn.Module):
+        """Answers class 1 from step ``switch[i]`` on for sample i, class 0 before."""
+        def __init__(self, switch):
+            super().__init__()
+            self.switch = torch.tensor(switch)
+
+        def initial_state(self, x):
+            return torch.zeros(len(x), dtype=torch.long)
+
+        def step(self, n):
+            n = n + 1
+            logits = torch.stack([(n < self.switch).float(), (n >= self.switch).float()], dim=1)
+            return logits, torch.zeros(len(n)), n
+
+    model = Scripted([1, 3, 4, 9])                     # sample 3 never switches within 4 steps
+    out = settling_steps(model, torch.zeros(4, 2), torch.ones(4, dtype=torch.long), torch.tensor([1, 1, 2, 2]), 4)
+    assert out["settled_by_difficulty"][1] == 2.0 and out["settled_by_difficulty"][2] == 4.0
+    assert out["settled_fraction"] == {1: 1.0, 2: 0.5}

@@ -180,6 +180,39 @@ def evaluate(model: ParityRNN, halting: loop.Halting, x: torch.Tensor, target: t
     }
 
 
+@torch.no_grad()
+def settling_steps(model: ParityRNN, x: torch.Tensor, target: torch.Tensor, difficulty: torch.Tensor,
+                   max_steps: int) -> dict:
+    """When the network's answer is settled: for each input, the first step from which the answer of
+    every step up to ``max_steps`` is the right one, whatever any halting rule would decide.
+
+    This measures the computation, not the halting: ponder time can only rise with difficulty if
+    harder inputs need more steps before their answer settles. It is meaningful for a network trained
+    to answer well at every step (PonderNet's loss weighs every step's answer; ACT's and DACT's
+    answers after their halting step are untrained).
+
+    Returns:
+        ``settled_by_difficulty``: the mean settling step of the inputs that settle; ``settled_fraction``:
+        the share of inputs of each difficulty that settle at all (their answer at ``max_steps`` is right).
+    """
+    _checks.positive_int("max_steps", max_steps)
+    was_training = model.training
+    model.eval()
+    state, answers = model.initial_state(x), []
+    for _ in range(max_steps):
+        logits, _, state = model.step(state)
+        answers.append(logits.argmax(dim=1))
+    model.train(was_training)
+    right = torch.stack(answers, dim=1) == target.unsqueeze(1)                       # (n, L)
+    right_to_the_end = right.flip(1).int().cumprod(dim=1).flip(1).bool()            # (n, L)
+    settled = right_to_the_end[:, -1]                                                # (n,)
+    step = max_steps + 1 - right_to_the_end.sum(dim=1)                               # (n,) 1-based
+    levels = difficulty.unique().tolist()
+    return {"settled_by_difficulty": {int(d): step[(difficulty == d) & settled].float().mean().item()
+                                      for d in levels},
+            "settled_fraction": {int(d): settled[difficulty == d].float().mean().item() for d in levels}}
+
+
 @flush_denormals()
 def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | None = None,
           progress: bool = True, checkpoint_every: int = 500) -> list[dict]:
