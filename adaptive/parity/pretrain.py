@@ -61,7 +61,23 @@ class Grid:
                 for method in self.methods for seed in self.seeds]
 
 
-GRIDS: dict[str, Grid] = {}
+SEEDS = (0, 1, 2)
+GRIDS: dict[str, Grid] = {
+    "rising16": Grid(
+        "16 entries, L = 16: a fixed one-step network, ACT, DACT, PACT and PonderNet, 3 seeds each",
+        methods=({"method": "fixed", "max_steps": 1}, {"method": "act", "tau": 1e-3}, {"method": "dact", "tau": 1e-3},
+                 {"method": "pact", "tau": 1e-3, "eval_modes": ("thresholded", "discrete")},
+                 {"method": "pondernet", "tau": 1e-2, "eval_modes": ("discrete", "thresholded")}),
+        seeds=SEEDS, common={"size": 16, "max_steps": 16, "hidden": 64, "updates": 30000, "eval_every": 1000,
+                             "curriculum_start": 2, "curriculum_updates": 6000, "lr_decay_at": (20000,),
+                             "lr_decay": 0.3}),
+    "extrapolation16": Grid(
+        "16 entries, trained on 1..8 non-zeros, tested on 1..16: ACT, DACT and PonderNet, 3 seeds each",
+        methods=({"method": "act", "tau": 1e-3}, {"method": "dact", "tau": 1e-3},
+                 {"method": "pondernet", "tau": 1e-2, "prior": 0.1, "eval_modes": ("discrete", "thresholded")}),
+        seeds=SEEDS, common={"size": 16, "max_steps": 20, "hidden": 64, "updates": 15000, "eval_every": 1000,
+                             "train_max_nonzero": 8}),
+}
 
 
 def name_of(grid: str, config: RunConfig) -> str:
