@@ -62,14 +62,18 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def commit() -> str:
-    """The commit of the code this process runs, ``+dirty`` when the working tree has changes."""
+    """The commit of the code this process runs, ``+dirty`` when tracked files outside the pretrained
+    folder have changes (the models and manifest a grid is recording are no part of the code)."""
     root = Path(__file__).resolve().parents[2]
     try:
-        described = subprocess.run(["git", "describe", "--always", "--dirty=+dirty", "--abbrev=12"], cwd=root,
-                                   capture_output=True, text=True, check=True, timeout=30)
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True, timeout=30).stdout.strip()
+        changes = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  f":(exclude){DIRECTORY}"], cwd=root, capture_output=True, text=True, check=True,
+                                 timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return described.stdout.strip()
+    return head + ("+dirty" if changes else "")
 
 
 def machine() -> dict:
