@@ -62,17 +62,17 @@ def shipped_grids() -> dict[str, dict[str, dict]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("grid", sorted(shipped_grids()))
-def test_retraining_from_the_recorded_command_repeats_the_first_evaluations(grid, tmp_path):
+def test_retraining_from_the_recorded_command_repeats_the_first_evaluation(grid, tmp_path):
     """The recorded command, cut to its first evaluations: bit for bit on the machine that trained the models,
     to float rounding elsewhere (CPU kernels and thread layouts round differently)."""
     entries = shipped_grids()[grid]
     first = next(iter(entries.values()))
-    updates = first["config"]["eval_every"] * 2
+    updates = first["config"]["eval_every"]                     # the first point of every curve
     rows = pretrain.train(grid, updates=updates, checkpoint_dir=tmp_path / "c", record=False)
     for config in pretrain.grid_named(grid).configs(updates):
         entry, curve = entries[pretrain.name_of(grid, config)], pretrain.row_of(rows, config)["curve"]
         recorded = [point for point in entry["curve"] if point["update"] <= updates]
-        assert len(curve) == len(recorded) == 2
+        assert len(curve) == len(recorded) == 1
         if pretrained.same_machine(entry):
             assert curve == recorded
         else:
