@@ -150,7 +150,7 @@ def test_quick_mode_keeps_the_values_the_user_passed(repo_root, tmp_path, monkey
     assert values["updates"] == 50 and values["taus"] == [0.01, 0.1]
     assert values["n_seeds"] == 1 and values["fixed_depths"] == [1, values["max_steps"]]   # not passed: quick's
     values = run_set_up(repo_root, tmp_path, "03_parity")
-    assert values["updates"] == 2000 and values["n_seeds"] == 2
+    assert values["updates"] == 2000 and values["n_seeds"] == 3
 
 
 def test_a_chapter_warns_before_very_long_work(repo_root, tmp_path, monkeypatch):
