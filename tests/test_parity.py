@@ -66,3 +66,21 @@ def test_bad_sample_arguments():
         Parity(4).sample(3, torch.Generator(), split="validation")
     with pytest.raises(ValueError, match="n must"):
         Parity(4).sample(0, torch.Generator())
+
+
+def test_a_step_that_sees_the_input_at_the_first_step_only_ignores_it_after():
+    import torch
+
+    from adaptive.parity.model import ParityRNN
+    torch.manual_seed(0)
+    model = ParityRNN(6, 8, input_every_step=False)
+    x = torch.randn(4, 6)
+    _, _, state = model.step(model.initial_state(x))
+    later, _, _ = model.step(state)
+    _, hidden, flag = state
+    assert torch.equal(later, model.step((torch.randn(4, 6), hidden, flag))[0])     # another input: the same step
+    every = ParityRNN(6, 8)
+    _, _, state = every.step(every.initial_state(x))
+    assert not torch.equal(every.step(state)[0], every.step((torch.randn(4, 6), *state[1:]))[0])
+    with pytest.raises(ValueError, match="input_every_step must be True or False"):
+        ParityRNN(6, 8, input_every_step=1)

@@ -201,14 +201,27 @@ def test_two_worker_processes_train_what_one_process_trains():
     (lambda: batched.train_batched(grid("dact"), device="cpu:7"), r"the CPU takes no index"),
     (lambda: batched.train_stack(grid("dact"), device="gpu"), r"device must name a torch device"),
     (lambda: batched.train_stack(grid("dact") + [training.RunConfig("act", **(SMALL | {"hidden": 8, "lr": 1e-3}))]),
-     r"must agree in size, hidden, batch_size, lr, lr_decay_at, lr_decay, updates, eval_every; these differ: "
-     r"hidden, lr"),
+     r"must agree in size, hidden, batch_size, lr, lr_decay_at, lr_decay, updates, eval_every, input_every_step; "
+     r"these differ: hidden, lr"),
     (lambda: batched.train_stack([training.RunConfig("act", **SMALL),
                                   training.RunConfig("act", **(SMALL | {"lr_decay_at": (10,)}))]),
      r"these differ: lr_decay_at"),
-    (lambda: batched.StackedParityRNN([ParityRNN(4, 8), ParityRNN(4, 9)]), r"one \(size, hidden, classes\)"),
+    (lambda: batched.StackedParityRNN([ParityRNN(4, 8), ParityRNN(4, 9)]),
+     r"one \(size, hidden, classes, input_every_step\)"),
     (lambda: batched.StackedParityRNN([]), r"models must be a non-empty sequence of ParityRNN"),
 ])
 def test_bad_input_is_refused_before_any_training(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_runs_that_see_the_input_at_the_first_step_only_are_the_runs_trained_alone(tmp_path):
+    configs = [training.RunConfig(method, tau=1e-2, seed=seed, input_every_step=False, **SMALL)
+               for method, seed in (("act", 0), ("dact", 1), ("pondernet", 0))]
+    alone = [training.train(config, checkpoint_dir=tmp_path / "alone", progress=False) for config in configs]
+    together = batched.train_stack(configs, checkpoint_dir=tmp_path / "stack")
+    for config, rows, stacked_rows, parameters in zip(configs, alone, together,
+                                                      stacked_parameters(tmp_path / "stack", configs)):
+        assert_same_run(rows, stacked_rows)
+        assert_same_parameters(final_parameters(tmp_path / "alone", config), parameters)
+    assert batched.stack_key(configs[0]) != batched.stack_key(training.RunConfig("act", **SMALL))

@@ -217,7 +217,8 @@ def test_a_clipped_run_differs_from_the_unclipped_one_and_defaults_leave_the_key
     clipped, free = (training.RunConfig("act", tau=0.01, **(TINY | extra)) for extra in ({"clip_norm": 1e-3}, {}))
     assert training.train(clipped, progress=False)[0]["curve"] != training.train(free, progress=False)[0]["curve"]
     assert not set(training.LATER) & set(free.comparable())                 # older checkpoints keep their names
-    assert set(training.LATER) <= set(training.RunConfig("act", **SCHEDULED | {"train_max_nonzero": 5}).comparable())
+    changed = {"train_max_nonzero": 5, "input_every_step": False}
+    assert set(training.LATER) <= set(training.RunConfig("act", **SCHEDULED | changed).comparable())
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -244,10 +245,11 @@ def test_the_command_line_takes_the_schedules(tmp_path):
     rows = training.main(["--method", "act", "--size", "4", "--hidden", "8", "--max-steps", "3", "--updates", "6",
                           "--batch-size", "16", "--eval-size", "32", "--eval-every", "3", "--curriculum-start", "1",
                           "--curriculum-updates", "4", "--train-max-nonzero", "3", "--clip-norm", "1.0",
-                          "--lr-decay-at", "2", "4", "--checkpoint-dir", str(tmp_path), "--quiet"])
+                          "--lr-decay-at", "2", "4", "--no-input-every-step", "--checkpoint-dir", str(tmp_path),
+                          "--quiet"])
     assert {key: rows[0]["config"][key] for key in training.LATER} == {
         "train_max_nonzero": 3, "curriculum_start": 1, "curriculum_updates": 4, "clip_norm": 1.0,
-        "lr_decay_at": (2, 4), "lr_decay": 0.1}
+        "lr_decay_at": (2, 4), "lr_decay": 0.1, "input_every_step": False}
 
 
 def test_a_row_names_its_task_size_and_scores_by_difficulty():

@@ -70,7 +70,8 @@ from .model import ParityRNN
 from .task import Parity
 from .train import RunConfig, evaluate, result_row
 
-STACKED = ("size", "hidden", "batch_size", "lr", "lr_decay_at", "lr_decay", "updates", "eval_every")  # one per stack
+STACKED = ("size", "hidden", "batch_size", "lr", "lr_decay_at", "lr_decay", "updates", "eval_every",
+           "input_every_step")                                                                  # one per stack
 
 
 class StackedParityRNN(nn.Module):
@@ -91,10 +92,13 @@ class StackedParityRNN(nn.Module):
         super().__init__()
         if not models or not all(isinstance(model, ParityRNN) for model in models):
             raise ValueError(f"models must be a non-empty sequence of ParityRNN, got {models!r}")
-        shapes = sorted({(m.cell.input_size - 1, m.hidden, m.output.out_features) for m in models})
+        shapes = sorted({(m.cell.input_size - 1, m.hidden, m.output.out_features, m.input_every_step)
+                         for m in models})
         if len(shapes) > 1:
-            raise ValueError(f"the models of a stack must share one (size, hidden, classes); got {shapes}")
+            raise ValueError(f"the models of a stack must share one (size, hidden, classes, input_every_step); "
+                             f"got {shapes}")
         self.hidden, self.classes = models[0].hidden, models[0].output.out_features
+        self.input_every_step = models[0].input_every_step
 
         def stacked(tensors) -> nn.Parameter:
             return nn.Parameter(torch.stack([tensor.detach() for tensor in tensors]).contiguous())
@@ -173,6 +177,8 @@ class StackedParityRNN(nn.Module):
         gates = (2 * self.hidden, self.hidden)                                         # (K, B, 2H), (K, B, H)
         inputs = torch.baddbmm(self.input_bias, x, self.input_weight).split(gates, dim=-1)
         first = tuple(part + flag for part, flag in zip(inputs, self.flag_weight.split(gates, dim=-1)))
+        if not self.input_every_step:                  # later steps see zeros: the input's bias alone
+            inputs = self.input_bias.split(gates, dim=-1)                              # (K, 1, 2H), (K, 1, H)
         hidden = None                                                                  # (K, B, H) zeros
         heads, h, steps = [], [[] for _ in haltings], [0] * K
         computing, weights = K, self.weights()                  # the first ``computing`` runs compute
@@ -353,7 +359,7 @@ def train_stack(configs: Sequence[RunConfig], device: str = "cpu", checkpoint_di
     for config, halting in zip(runs, haltings):                        # as ``train`` makes each model
         torch.manual_seed(config.seed)
         halt_bias = config.halt_bias if config.halt_bias is not None else halting.rule.initial_halt_bias
-        models.append(ParityRNN(config.size, config.hidden, halt_bias=halt_bias).to(device))
+        models.append(config.model(halt_bias).to(device))
     stack = StackedParityRNN(models).to(device)
     optimizer = torch.optim.Adam(stack.parameters(), lr=shared.lr, fused=True)     # one kernel a tensor
     drawn = list(dict.fromkeys(stream_key(config) for config in runs))         # one stream each, drawn once

@@ -23,10 +23,17 @@ class ParityRNN(nn.Module):
         classes: output classes (2 for parity).
         halt_bias: initial bias of the halting logit (Graves initialises ACT's
             halting bias to 1; DACT's authors use 0).
+        input_every_step: the cell sees the input at every step, as in Graves' network (True),
+            or at the first step only, zeros after (False): then the input must be carried in
+            the hidden state, and what is computed from it takes steps.
     """
 
-    def __init__(self, size: int, hidden: int = 128, classes: int = 2, halt_bias: float = 0.0):
+    def __init__(self, size: int, hidden: int = 128, classes: int = 2, halt_bias: float = 0.0,
+                 input_every_step: bool = True):
         super().__init__()
+        if not isinstance(input_every_step, bool):
+            raise ValueError(f"input_every_step must be True or False, got {input_every_step!r}")
+        self.input_every_step = input_every_step
         _checks.positive_int("size", size)
         _checks.positive_int("hidden", hidden)
         _checks.positive_int("classes", classes)
@@ -44,5 +51,6 @@ class ParityRNN(nn.Module):
     def step(self, state):
         """One pondering step: (x, s, flag) -> (logits (b, C), halt logit (b,), new state)."""
         x, hidden, flag = state
-        hidden = self.cell(torch.cat([x, flag], dim=1), hidden)                 # (b, H)
+        seen = x if self.input_every_step else x * flag                         # (b, size): zeros after step 1
+        hidden = self.cell(torch.cat([seen, flag], dim=1), hidden)              # (b, H)
         return self.output(hidden), self.halt(hidden).squeeze(1), (x, hidden, torch.zeros_like(flag))

@@ -71,6 +71,13 @@ GRIDS: dict[str, Grid] = {
         seeds=SEEDS, common={"size": 16, "max_steps": 16, "hidden": 64, "updates": 30000, "eval_every": 1000,
                              "curriculum_start": 2, "curriculum_updates": 6000, "lr_decay_at": (20000,),
                              "lr_decay": 0.3}),
+    "first16": Grid(
+        "16 entries, L = 16, the input at the first step only: ACT, DACT and PonderNet, 3 seeds each",
+        methods=({"method": "act", "tau": 1e-3}, {"method": "dact", "tau": 1e-3},
+                 {"method": "pondernet", "tau": 1e-2, "eval_modes": ("discrete", "thresholded")}),
+        seeds=SEEDS, common={"size": 16, "max_steps": 16, "hidden": 64, "updates": 20000, "eval_every": 1000,
+                             "curriculum_start": 2, "curriculum_updates": 6000, "lr_decay_at": (15000,),
+                             "lr_decay": 0.3, "input_every_step": False}),
     "extrapolation16": Grid(
         "16 entries, trained on 1..8 non-zeros, tested on 1..16: ACT, DACT and PonderNet, 3 seeds each",
         methods=({"method": "act", "tau": 1e-3}, {"method": "dact", "tau": 1e-3},
@@ -114,9 +121,9 @@ def trained_models(configs: list[RunConfig], checkpoint_dir: str | Path) -> list
         path, k = where[key]
         payload = checkpoint.read(path)
         runs = len(payload["config"]["runs"])
-        stack = StackedParityRNN([ParityRNN(config.size, config.hidden) for _ in range(runs)])
+        stack = StackedParityRNN([config.model() for _ in range(runs)])
         stack.load_state_dict(payload["model"])
-        models.append(stack.write_into(k, ParityRNN(config.size, config.hidden)))
+        models.append(stack.write_into(k, config.model()))
     return models
 
 
@@ -157,7 +164,7 @@ def load_model(name: str, directory: str | Path = pretrained.DIRECTORY) -> tuple
     payload, entry = pretrained.load(name, directory)
     saved = payload["config"]
     config = RunConfig(**{key: tuple(value) if isinstance(value, list) else value for key, value in saved.items()})
-    model = ParityRNN(config.size, config.hidden)
+    model = config.model()
     model.load_state_dict(payload["state"])
     return model, config, entry
 

@@ -44,7 +44,8 @@ from .model import ParityRNN
 from .task import Parity
 
 RESUMABLE = ("updates",)                     # may change when a run is resumed: a longer run extends it
-LATER = ("train_max_nonzero", "curriculum_start", "curriculum_updates", "clip_norm", "lr_decay_at", "lr_decay")
+LATER = ("train_max_nonzero", "curriculum_start", "curriculum_updates", "clip_norm", "lr_decay_at", "lr_decay",
+         "input_every_step")
 
 
 def _in_range(name: str, value, low: int, high: int, allowed: str) -> int:
@@ -81,6 +82,7 @@ class RunConfig:
     clip_norm: float | None = None           # None: no clipping; else the largest L2 norm of the gradient
     lr_decay_at: tuple[int, ...] = ()        # updates after which the learning rate is multiplied by lr_decay
     lr_decay: float = 0.1
+    input_every_step: bool = True            # False: the step sees the input at its first step only
 
     def __post_init__(self):
         self.halting()                       # validates method, tau, eps, ...
@@ -110,6 +112,8 @@ class RunConfig:
             raise ValueError(f"lr_decay_at must be a tuple of increasing integers >= 1 (updates), "
                              f"got {self.lr_decay_at!r}")
         _checks.positive("lr_decay", self.lr_decay)
+        if not isinstance(self.input_every_step, bool):
+            raise ValueError(f"input_every_step must be True or False, got {self.input_every_step!r}")
 
     def halting(self, eval_mode: str | None = None) -> loop.Halting:
         return loop.Halting(self.method, self.max_steps, tau=self.tau, eps=self.eps,
@@ -121,6 +125,10 @@ class RunConfig:
         PonderNet's), or thresholded alone."""
         known = loop.RULES[_checks.choice("method", self.method, loop.METHODS)].eval_modes
         return tuple(mode for mode in self.eval_modes if mode in known) or ("thresholded",)
+
+    def model(self, halt_bias: float = 0.0) -> ParityRNN:
+        """A fresh ``ParityRNN`` of this run's shape (initialised from torch's global generator)."""
+        return ParityRNN(self.size, self.hidden, halt_bias=halt_bias, input_every_step=self.input_every_step)
 
     def training_max_nonzero(self) -> int:
         """The most non-zero entries a training input holds (``train_max_nonzero``, or the size)."""
@@ -229,7 +237,7 @@ def train(config: RunConfig, device: str = "cpu", checkpoint_dir: str | Path | N
     task = Parity(config.size)                                              # held out: every difficulty
     x_val, y_val, d_val = (t.to(device) for t in task.fixed_set(config.eval_size, config.eval_seed))
     halt_bias = config.halt_bias if config.halt_bias is not None else config.halting().rule.initial_halt_bias
-    model = ParityRNN(config.size, config.hidden, halt_bias=halt_bias).to(device)
+    model = config.model(halt_bias).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     stream = torch.Generator().manual_seed(config.seed)                     # training batches
     noise = torch.Generator(device=device).manual_seed(config.seed + 1)     # PACT / PonderNet draws
@@ -315,6 +323,7 @@ _HELP = {
     "clip_norm": "clip the gradient's L2 norm to this (default: no clipping)",
     "lr_decay_at": "updates after which the learning rate is multiplied by --lr-decay",
     "lr_decay": "the learning rate's factor at each of --lr-decay-at",
+    "input_every_step": "the step sees the input at every step (--no-input-every-step: at the first step only)",
 }
 
 
