@@ -384,3 +384,16 @@ def test_a_save_removes_what_a_killed_save_left_beside_the_checkpoint(tmp_path):
     checkpoint.save(path, {"config": {}, "state": {}})
     assert checkpoint.read(path) == {"config": {}, "state": {}}
     assert not left.exists() and other.exists()
+
+
+def test_main_first_makes_on_the_main_rank_and_raises_its_error_there():
+    import pytest
+
+    from adaptive.infra import distributed
+    alone = distributed.Context()
+    assert distributed.main_first(alone, lambda: 42) == 42
+
+    def broken():
+        raise ValueError("no vocabulary")
+    with pytest.raises(ValueError, match="no vocabulary"):
+        distributed.main_first(alone, broken)

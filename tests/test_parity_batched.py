@@ -116,17 +116,23 @@ def test_runs_of_their_own_curricula_clipping_and_training_range_are_the_runs_tr
         assert_same_parameters(final_parameters(tmp_path / "alone", config), parameters)
 
 
+def assert_resumes_to_the_same_runs(configs, tmp_path, monkeypatch, stop_at: int) -> None:
+    """A stack stopped right after its checkpoint at update ``stop_at`` resumes to the rows of an uninterrupted one."""
+    straight = batched.train_stack(configs)
+    with stopped_after_a_save(monkeypatch, match=f"stopped at update {stop_at}"):
+        batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=stop_at)
+    resumed = batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=stop_at)
+
+    def strip(stack_rows):
+        return [[{key: value for key, value in row.items() if key != "train_seconds"} for row in rows]
+                for rows in stack_rows]
+    assert strip(resumed) == strip(straight)
+
+
 def test_an_interrupted_curriculum_stack_resumes_to_the_same_runs(tmp_path, monkeypatch):
     configs = [training.RunConfig(method, tau=1e-2, curriculum_start=2, curriculum_updates=20, clip_norm=0.5,
                                   **(SMALL | {"lr_decay_at": (15,)})) for method in ("act", "pondernet")]
-    straight = batched.train_stack(configs)
-    with stopped_after_a_save(monkeypatch, match="stopped at update 9"):
-        batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=9)
-    resumed = batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=9)
-    strip = [[{key: value for key, value in row.items() if key != "train_seconds"} for row in rows]
-             for rows in straight]
-    assert [[{key: value for key, value in row.items() if key != "train_seconds"} for row in rows]
-            for rows in resumed] == strip
+    assert_resumes_to_the_same_runs(configs, tmp_path, monkeypatch, stop_at=9)
 
 
 def test_the_stacked_step_is_each_models_step():
@@ -174,14 +180,7 @@ def test_a_grid_is_cut_into_stacks_of_runs_that_agree():
 
 def test_an_interrupted_stack_resumes_to_the_same_runs(tmp_path, monkeypatch):
     configs = grid("pact")[:2]
-    straight = batched.train_stack(configs)
-    with stopped_after_a_save(monkeypatch, match="stopped at update 7"):       # right after that checkpoint
-        batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=7)
-    resumed = batched.train_stack(configs, checkpoint_dir=tmp_path, checkpoint_every=7)
-    strip = [[{key: value for key, value in row.items() if key != "train_seconds"} for row in rows]
-             for rows in straight]
-    assert [[{key: value for key, value in row.items() if key != "train_seconds"} for row in rows]
-            for rows in resumed] == strip
+    assert_resumes_to_the_same_runs(configs, tmp_path, monkeypatch, stop_at=7)
 
 
 def test_two_worker_processes_train_what_one_process_trains():

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .. import _checks
 from ..infra import seeding
 from . import features as feature_files
 from . import questions as question_files
@@ -48,6 +49,24 @@ class Batch(NamedTuple):
     qtypes: torch.Tensor        # (B,) int64
 
 
+def encode_questions(vocab: Vocab, texts: list[str], max_length: int | None, where: str):
+    """Questions as token ids padded with <pad> (0): tokens (Q, T) in a compact integer type, T =
+    ``max_length`` (None: the longest question), and lengths (Q,) int64. ``where`` names the
+    questions' source in the error raised when one is longer than ``max_length``."""
+    encoded = [vocab.encode(text) for text in texts]
+    longest = max(len(ids) for ids in encoded)
+    if max_length is None:
+        max_length = longest
+    elif _checks.positive_int("max_length", max_length) < longest:
+        raise ValueError(f"max_length={max_length} is shorter than the longest question of {where} "
+                         f"({longest} tokens); pass max_length >= {longest} or None")
+    dtype = torch.int16 if len(vocab.tokens) < 2 ** 15 else torch.int32           # compact storage
+    tokens = torch.zeros(len(texts), max_length, dtype=dtype)                      # (Q, T), 0 = <pad>
+    for row, ids in enumerate(encoded):
+        tokens[row, :len(ids)] = torch.tensor(ids, dtype=dtype)
+    return tokens, torch.tensor([len(ids) for ids in encoded], dtype=torch.int64)
+
+
 class ClevrQuestions(Dataset):
     """Questions of one split with their image features (mini-CLEVR or CLEVR v1.0).
 
@@ -64,18 +83,8 @@ class ClevrQuestions(Dataset):
         self.split = info.get("split", items[0].get("split", "?"))
         feature_files.check_features(features_path, items)
         self.features = feature_files.FeatureFile(features_path)
-        encoded = [vocab.encode(q["question"]) for q in items]
-        longest = max(len(e) for e in encoded)
-        if max_length is None:
-            max_length = longest
-        if longest > max_length:
-            raise ValueError(f"max_length={max_length} is shorter than the longest question of "
-                             f"{questions_path} ({longest} tokens); pass max_length >= {longest} or None")
-        dtype = torch.int16 if len(vocab.tokens) < 2 ** 15 else torch.int32       # compact storage
-        self.tokens = torch.zeros(len(items), max_length, dtype=dtype)             # (Q, T), 0 = <pad>
-        for row, ids in enumerate(encoded):
-            self.tokens[row, :len(ids)] = torch.tensor(ids, dtype=dtype)
-        self.lengths = torch.tensor([len(e) for e in encoded], dtype=torch.int64)  # (Q,)
+        self.tokens, self.lengths = encode_questions(vocab, [q["question"] for q in items], max_length,
+                                                     str(questions_path))             # (Q, T), (Q,)
         labels = torch.tensor([vocab.labels(q) for q in items], dtype=torch.int64)  # (Q, 3)
         self.answers, self.families, self.qtypes = labels.unbind(1)                # (Q,) each
         self.image_index = torch.tensor([q["image_index"] for q in items], dtype=torch.int64)

@@ -71,7 +71,7 @@ from torch.utils.data import Dataset
 from .. import _checks
 from ..infra import distributed
 from ..infra.distributed import Context
-from .dataset import Example
+from .dataset import Example, encode_questions
 from .features import FeatureFile
 from .questions import PAD, UNK, Vocab, tokenize
 
@@ -343,25 +343,15 @@ class GqaQuestions(Dataset):
                              f"question {unseen[0].qid!r} answers {unseen[0].answer!r}; a training target must be a "
                              f"known answer (unknown_answers='raise'); pass unknown_answers='keep' to score them "
                              f"as wrong (id -1)")
-        encoded = [vocab.encode(q.text) for q in questions]
-        longest = max(len(e) for e in encoded)
-        if max_length is None:
-            max_length = longest
-        elif _checks.positive_int("max_length", max_length) < longest:
-            raise ValueError(f"max_length={max_length} is shorter than the longest {split} question "
-                             f"({longest} tokens); pass max_length >= {longest} or None")
-        dtype = torch.int16 if len(vocab.tokens) < 2 ** 15 else torch.int32       # compact storage
-        self.tokens = torch.zeros(len(questions), max_length, dtype=dtype)         # (Q, T), 0 = <pad>
-        for row, ids in enumerate(encoded):
-            self.tokens[row, :len(ids)] = torch.tensor(ids, dtype=dtype)
-        self.lengths = torch.tensor([len(e) for e in encoded], dtype=torch.int64)  # (Q,)
+        self.tokens, self.lengths = encode_questions(vocab, [q.text for q in questions], max_length,
+                                                     f"the GQA {split} split")        # (Q, T), (Q,)
         self.answers = torch.tensor([answer_ids.get(q.answer, -1) for q in questions], dtype=torch.int64)   # (Q,)
         self.families = torch.tensor([family_ids.get(getattr(q, family_field), -1) for q in questions],
                                      dtype=torch.int64)                            # (Q,)
         self.qtypes = torch.tensor([type_ids.get(q.structural, -1) for q in questions], dtype=torch.int64)  # (Q,)
         places = torch.tensor([features.locate(q.image_id) for q in questions], dtype=torch.int64)         # (Q, 2)
         self.shard, self.row = places.unbind(1)                                    # (Q,) each
-        self.unknown = {"tokens": sum(1 in e for e in encoded), "answers": len(unseen),
+        self.unknown = {"tokens": int((self.tokens == 1).any(dim=1).sum()), "answers": len(unseen),   # 1: <unk>
                         "families": int((self.families < 0).sum()), "types": int((self.qtypes < 0).sum())}
         self.question_ids = [q.qid for q in questions]
         self.features, self.vocab, self.split = features, vocab, split
@@ -395,17 +385,7 @@ def load_data(config, context: Context = Context()):
     root = Path(config.data_root)
     if not root.is_dir():
         raise ValueError(f"data_root {root} does not exist; {HOW_TO_GET}")
-    failure = None
-    if context.is_main:
-        try:
-            vocab = vocab_for(root)
-        except ValueError as error:          # raised after the barrier, so no rank is left waiting
-            failure = error
-    distributed.barrier(context)
-    if failure is not None:
-        raise failure
-    if not context.is_main:
-        vocab = vocab_for(root)
+    vocab = distributed.main_first(context, lambda: vocab_for(root))
     return vocab, GqaQuestions.from_root(root, "train", vocab), GqaQuestions.from_root(root, "val", vocab)
 
 

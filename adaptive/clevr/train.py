@@ -238,17 +238,7 @@ def load_data(config: MacConfig, context: Context = Context()):
     root = Path(config.data_root)
     if not root.is_dir():
         raise ValueError(f"data_root {root} does not exist; {_how_to_get(root)}")
-    failure = None
-    if context.is_main:
-        try:
-            vocab = questions.vocab_for(root)
-        except ValueError as error:          # raised after the barrier, so no rank is left waiting
-            failure = error
-    distributed.barrier(context)
-    if failure is not None:
-        raise failure
-    if not context.is_main:
-        vocab = questions.vocab_for(root)
+    vocab = distributed.main_first(context, lambda: questions.vocab_for(root))
     train_set = dataset.ClevrQuestions.from_root(root, "train", vocab)
     val_set = dataset.ClevrQuestions.from_root(root, "val", vocab)
     if train_set.features.shape[1:] != val_set.features.shape[1:]:

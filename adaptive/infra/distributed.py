@@ -82,6 +82,22 @@ def barrier(context: Context) -> None:
         dist.barrier()
 
 
+def main_first(context: Context, make):
+    """``make()`` on the main rank first (it may write a file the others then read), then on the
+    others once it is done. An error of the main rank is raised there after the barrier, so that
+    no rank is left waiting at it."""
+    failure = result = None
+    if context.is_main:
+        try:
+            result = make()
+        except ValueError as error:
+            failure = error
+    barrier(context)
+    if failure is not None:
+        raise failure
+    return result if context.is_main else make()
+
+
 def all_reduce_sum(values: torch.Tensor, context: Context) -> torch.Tensor:
     """The element-wise sum of ``values`` over all ranks (``values`` itself when alone)."""
     if context.distributed:
