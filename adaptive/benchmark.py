@@ -16,7 +16,9 @@ what Python costs:
    without early exit (``Halting(early_exit=False)``: every step on the whole
    batch, then the rule's decisions) says whether dropping halted samples pays
    at this size: where the step is cheap, the loop's per-step bookkeeping costs
-   more than the rows it saves.
+   more than the rows it saves. And the same evaluation dropping halted samples only once half
+   the computed batch has halted (``Halting(compact_at=0.5)``): whether selecting the state at
+   every halting step costs more than computing a few halted rows.
 
 Timings alternate between the variants within one run, so machine noise hits
 all of them alike (``adaptive.infra.benchmarking.interleaved``: ``repeats``
@@ -48,6 +50,8 @@ from .infra.benchmarking import (
     write_report,
 )
 from .numerics import flush_denormals
+
+LAZY_COMPACTION = 0.5     # the lazy variant's Halting.compact_at
 
 
 class WideStep(nn.Module):
@@ -119,8 +123,9 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
             synchronize(device)
         return fn
 
-    def evaluation(method, early_exit=True):
-        halting = loop.Halting(method, max_steps, tau=0.01, eval_mode="thresholded", early_exit=early_exit)
+    def evaluation(method, early_exit=True, compact_at=0.0):
+        halting = loop.Halting(method, max_steps, tau=0.01, eval_mode="thresholded", early_exit=early_exit,
+                               compact_at=compact_at)
         result = {}
 
         def fn():
@@ -132,6 +137,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
     train_fns = {"plain": plain_train, **{m: mechanism_train(m) for m in loop.METHODS}}
     eval_fns = {m: evaluation(m) for m in loop.METHODS}
     unrolled_fns = {m: evaluation(m, early_exit=False)[0] for m in loop.METHODS if m != "fixed"}
+    lazy_fns = {m: evaluation(m, compact_at=LAZY_COMPACTION)[0] for m in loop.METHODS if m != "fixed"}
     for fn, _ in eval_fns.values():          # each evaluation's steps, for its bare steps below
         fn()
     # The bare step on the batch sizes an early-exit run had (b_n samples still running at
@@ -152,7 +158,8 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
     calls = {**{f"train {name}": fn for name, fn in train_fns.items()},
              **{f"eval {name}": fn for name, (fn, _) in eval_fns.items()},
              **{f"bare {name}": fn for name, fn in bare_fns.items()},
-             **{f"unrolled {name}": fn for name, fn in unrolled_fns.items()}}
+             **{f"unrolled {name}": fn for name, fn in unrolled_fns.items()},
+             **{f"lazy {name}": fn for name, fn in lazy_fns.items()}}
     seconds = interleaved(calls, rounds=repeats, device=device, min_seconds=min_seconds)
 
     training_rows = []
@@ -168,12 +175,14 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
         achievable, _ = ratio(seconds["eval fixed"], seconds[f"bare {name}"])
         of_achievable, of_achievable_spread = ratio(seconds[f"bare {name}"], seconds[f"eval {name}"])
         unrolled = ratio(seconds["eval fixed"], seconds[f"unrolled {name}"])[0] if name in unrolled_fns else 1.0
+        lazy = ratio(seconds["eval fixed"], seconds[f"lazy {name}"])[0] if name in lazy_fns else 1.0
         eval_rows.append({"mechanism": name, "ms_per_batch": 1000 * min(seconds[f"eval {name}"]),
                           "mean_steps": mean_steps, "ideal_speedup": ideal, "achievable_speedup": achievable,
                           "realised_speedup": realised, "realised_spread": realised_spread,
                           "fraction_of_ideal": realised / ideal, "fraction_of_achievable": of_achievable,
                           "fraction_of_achievable_spread": of_achievable_spread,
-                          "unrolled_speedup": unrolled, "early_exit_pays": realised > unrolled})
+                          "unrolled_speedup": unrolled, "lazy_compaction_speedup": lazy,
+                          "early_exit_pays": realised > unrolled})
     return {"parameters": {"width": width, "batch": batch, "max_steps": max_steps, "repeats": repeats,
                            "min_seconds": min_seconds, "bf16": use_bf16, "device": device, "seed": seed,
                            "threads": torch.get_num_threads(), "allocator": allocator()},
@@ -188,13 +197,14 @@ def markdown(result: dict) -> str:
               for r in result["training"]]
     lines += ["", "| mechanism | ms per batch | mean steps | ideal speed-up (L / mean steps) | "
               "achievable (bare steps) | realised (spread) | fraction of ideal | fraction of achievable (spread) | "
-              "without early exit | early exit pays |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "without early exit | compacting at half halted | early exit pays |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     lines += [f"| {r['mechanism']} | {r['ms_per_batch']:.2f} | {r['mean_steps']:.2f} | "
               f"{r['ideal_speedup']:.2f} | {r['achievable_speedup']:.2f} | "
               f"{r['realised_speedup']:.2f} ({r['realised_spread']:.1%}) | {r['fraction_of_ideal']:.2f} | "
               f"{r['fraction_of_achievable']:.2f} ({r['fraction_of_achievable_spread']:.1%}) | "
-              f"{r['unrolled_speedup']:.2f} | {'yes' if r['early_exit_pays'] else 'no'} |"
+              f"{r['unrolled_speedup']:.2f} | {r['lazy_compaction_speedup']:.2f} | "
+              f"{'yes' if r['early_exit_pays'] else 'no'} |"
               for r in result["evaluation"] if r["mechanism"] != "fixed"]
     return "\n".join(lines)
 

@@ -70,6 +70,7 @@ class FixedRule(HaltingRule):
 RULES: dict[str, HaltingRule] = {FixedRule.name: FixedRule(), **registry.MECHANISMS}
 METHODS = tuple(RULES)
 EVAL_MODES = tuple(dict.fromkeys(mode for rule in RULES.values() for mode in rule.eval_modes))
+COMPACT_AT = 0.0                     # Halting.compact_at's default (see python -m adaptive.benchmark)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class Halting:
             (False: the same answers and steps, without the per-step bookkeeping that costs
             more than it saves where a step is cheap; ``python -m adaptive.benchmark`` measures
             both). PACT's and PonderNet's discrete draws differ between the two.
+        compact_at: with early exit, the share of the computed batch that must have halted
+            before the halted samples are dropped from it, in [0, 1): 0 drops them at once;
+            until then the step keeps computing their rows, which is cheaper than selecting
+            the whole state at every step. Answers, steps and draws do not depend on it.
     """
 
     method: str
@@ -103,6 +108,7 @@ class Halting:
     eval_mode: str = "thresholded"
     prior: float = 0.2
     early_exit: bool = True
+    compact_at: float = COMPACT_AT
 
     def __post_init__(self):
         _checks.choice("method", self.method, tuple(RULES))
@@ -114,6 +120,11 @@ class Halting:
                             ("temperature", _checks.positive), ("prior", _checks.open_unit)):
             object.__setattr__(self, name, check(name, getattr(self, name)))
         _checks.choice("eval_mode", self.eval_mode, EVAL_MODES)
+        compact_at = self.compact_at
+        if isinstance(compact_at, bool) or not isinstance(compact_at, numbers.Real) or not 0 <= compact_at < 1:
+            raise ValueError(f"compact_at (the share of the batch halted before it is compacted) must be a "
+                             f"number in [0, 1), got {compact_at!r}")
+        object.__setattr__(self, "compact_at", float(compact_at))
         if not isinstance(self.early_exit, bool):
             raise ValueError(f"early_exit must be True or False, got {self.early_exit!r}")
 
@@ -279,18 +290,27 @@ def _train(step: Step, state: State, halting: Halting, target: torch.Tensor | No
 
 @torch.no_grad()
 def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Generator | None) -> Output:
-    """Per-sample early exit: each sample halts by its rule and leaves the batch."""
+    """Per-sample early exit: each sample halts by its rule, and the halted samples leave the
+    computed batch once ``halting.compact_at`` of it has halted.
+
+    Until then the step still computes the halted rows (their results are dropped): selecting
+    every tensor of the state costs more than a few rows of a step. The rule sees only the
+    running samples, exactly as if the halted ones had left at once, so its answers and its
+    random draws do not depend on ``compact_at``.
+    """
     rule, L = halting.rule, halting.max_steps
-    rows = probs = steps = memory = history = None     # rows: (b,) indices of the samples still computing
     batch = _batch_size(state)
+    # computed: (c,) batch indices of the rows the state holds; running: (b,) those not halted,
+    # live: (b,) their positions among the computed rows (None while all of them run)
+    computed = running = live = probs = steps = memory = history = None
     with contextlib.ExitStack() as later_steps:
         for n in range(1, L + 1):
-            logits, halt_logit, state = step(state)
-            h = rule.halting_values(halt_logit)
+            logits, halt_logit, state = step(state)                         # (c, C), (c,)
+            h = rule.halting_values(halt_logit)                             # (c,)
             if n == 1:                                 # the protocol, and every value the rule reads, once
                 _check_step(logits, halt_logit, state, batch, generator)
                 batch, classes = logits.shape
-                rows = torch.arange(batch, device=logits.device)
+                computed = running = torch.arange(batch, device=logits.device)
                 probs = logits.new_zeros(batch, classes)
                 steps = torch.full((batch,), L, dtype=torch.int64, device=logits.device)
                 memory = rule.evaluation_memory(batch, classes, logits)
@@ -298,21 +318,26 @@ def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Gener
                     history = (logits.new_zeros(batch, L, classes), logits.new_zeros(batch, L))  # (B, L, C), (B, L)
             elif n == 2:                               # later steps: same origin, so skip the value checks
                 later_steps.enter_context(_checks.values_trusted())
+            if live is not None:
+                logits, h = logits[live], h[live]                           # (b, C), (b,)
             if history is not None:
-                history[0][rows, n - 1] = logits
-                history[1][rows, n - 1] = h
-            halted, answer = rule.halt(EvalStep(n, logits, h, rows, memory, history, generator), halting)
+                history[0][running, n - 1] = logits
+                history[1][running, n - 1] = h
+            halted, answer = rule.halt(EvalStep(n, logits, h, running, memory, history, generator), halting)
             if n == L:
                 halted = torch.ones_like(halted)
             halting_now = int(halted.sum())            # one device sync per step
             if halting_now:
-                done = rows[halted]
+                done = running[halted]
                 probs[done] = answer(halted)
                 steps[done] = n
-                if halting_now == len(rows):
+                if halting_now == len(running):
                     break
                 keep = ~halted
-                rows, state = rows[keep], select(state, keep)
+                running = running[keep]
+                live = keep.nonzero().squeeze(1) if live is None else live[keep]
+                if len(running) <= (1 - halting.compact_at) * len(computed):
+                    computed, state, live = running, select(state, live), None
     if bool(torch.isnan(probs).any()):
         raise FloatingPointError("evaluation gave NaN class probabilities: the step function returned NaN "
                                  "logits (or halting logits) for some samples")

@@ -311,3 +311,30 @@ def test_evaluation_without_early_exit_decides_as_early_exit_does(method, mode):
 def test_early_exit_must_be_a_bool():
     with pytest.raises(ValueError, match="early_exit must be True or False, got 'no'"):
         loop.Halting("act", 4, early_exit="no")
+
+
+@pytest.mark.parametrize("method, mode", [("act", "thresholded"), ("dact", "thresholded"), ("pact", "discrete"),
+                                          ("pact", "relaxed"), ("pondernet", "discrete")])
+def test_compacting_later_changes_neither_answers_nor_steps_nor_draws(method, mode):
+    """Halting(compact_at=c) keeps computing halted rows until a share c of the batch has halted;
+    the rule sees the running samples only, so the outcome (random draws included) is the same."""
+    model, x, _ = model_and_batch(3, batch=256)
+    outputs, computed = [], []
+    for compact_at in (0.0, 0.3, 0.9):
+        counting = CountingStep(model.step)
+        halting = loop.Halting(method, 8, tau=0.01, eval_mode=mode, compact_at=compact_at)
+        outputs.append(loop.run(counting, model.initial_state(x), halting, training=False,
+                                generator=torch.Generator().manual_seed(1)))
+        computed.append(counting.rows)
+    for out in outputs[1:]:
+        assert torch.equal(out.steps, outputs[0].steps)
+        assert torch.allclose(out.probs, outputs[0].probs, atol=1e-6, rtol=0)
+    assert computed[0] == int(outputs[0].steps.sum())            # compacting at once: halted rows cost nothing
+    if mode != "relaxed":
+        assert computed[0] <= computed[1] <= computed[2] and computed[0] < computed[2]   # later: more rows
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, "half", True])
+def test_compact_at_outside_its_range_is_named(value):
+    with pytest.raises(ValueError, match=r"compact_at .* must be a number in \[0, 1\), got"):
+        loop.Halting("act", 4, compact_at=value)

@@ -1,0 +1,180 @@
+"""Chapter 5's pretrained MAC: the long pre-training every variant is fine-tuned from.
+
+The paper pre-trains a 12-step MAC without gate, then fine-tunes the shorter MACs, the gated
+MAC, MAC+ACT and MAC+DACT from it. On two CPU cores that pre-training takes longer than a
+default build can afford, so it is trained once by the package's own trainer
+(``adaptive.clevr.train.train``) from a recorded command and shipped in ``pretrained/``
+through ``adaptive.infra.pretrained``: its EMA weights, and a manifest entry with the command,
+the seed, the commit, the machine and the learning curve. The chapter evaluates it in its
+build and fine-tunes from it; ``-p retrain True`` trains it again.
+
+A recipe fixes everything the model depends on: the mini-CLEVR data (generated from a seed by
+``adaptive.clevr.minigen``, so the data is remade, not shipped), every ``MacConfig`` field and
+the torch threads. The shipped file is also a checkpoint that ``adaptive.clevr.train``
+understands: ``load_trained`` reads it, and ``MacConfig(init_from=...)`` fine-tunes from it.
+Training resumes from ``--checkpoint-dir`` epoch by epoch, and ``--epochs N`` trains only the
+first N epochs, which are the first N of the full run (the learning-rate schedule follows the
+validation accuracy, not the planned length). Run::
+
+    python -m adaptive.clevr.pretrain mac12                  # train (or resume) and record it
+    python -m adaptive.clevr.pretrain mac12 --epochs 1 --directory /tmp/p   # its first epoch
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import _checks
+from ..infra import checkpoint, pretrained
+from . import minigen
+from .mac import DROPOUT
+from .train import CHECKPOINT, MacConfig, load_trained
+from .train import train as train_run
+
+DATA_PREFIX = "build/data/mini-clevr"       # the chapter's data folder prefix (its data_dir default)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One pretrained MAC: the data it learns from, its whole configuration and its threads.
+
+    Args:
+        description: what the model is, in one line.
+        data: ``minigen`` settings: ``train`` and ``val`` images, ``questions_per_image``,
+            ``seed`` and ``features``.
+        config: the ``MacConfig`` fields (all but ``data_root``, which the data gives).
+        threads: the torch CPU threads it trains on (float rounding depends on them).
+    """
+
+    description: str
+    data: dict
+    config: dict
+    threads: int = 2
+
+    def data_root(self, prefix: str = DATA_PREFIX) -> Path:
+        """The data's folder, named as chapter 5 names it: one folder per generator setting."""
+        d = self.data
+        return Path(f"{prefix}-{d['features']}-{d['train']}-{d['val']}-q{d['questions_per_image']}-seed{d['seed']}")
+
+    def mac_config(self, epochs: int | None = None, prefix: str = DATA_PREFIX) -> MacConfig:
+        """The run's ``MacConfig``; ``epochs`` trains only the first ``epochs``."""
+        length = {} if epochs is None else {"epochs": _checks.positive_int("epochs", epochs)}
+        return MacConfig(data_root=str(self.data_root(prefix)), **{**self.config, **length})
+
+
+RECIPES = {
+    "mac12": Recipe(
+        description="MAC of 12 steps, no gate, on chapter 5's default mini-CLEVR (attribute features)",
+        data={"train": 6000, "val": 500, "questions_per_image": 10, "seed": 0, "features": "attributes"},
+        config={"method": "fixed", "max_steps": 12, "width": 64, "embed_dim": 64, "stem_stride": 2, "lr": 1e-3,
+                "ema": 0.99, "dropout": {key: 0.0 for key in DROPOUT}, "epochs": 30, "seed": 0}),
+}
+
+
+def recipe_named(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"no pretrained MAC recipe named {name!r}; there are: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]
+
+
+def entry_name(name: str) -> str:
+    """The manifest entry of a recipe's model, e.g. ``clevr/mac12-seed0``."""
+    return f"clevr/{name}-seed{recipe_named(name).config['seed']}"
+
+
+def command(name: str) -> str:
+    return f"python -m adaptive.clevr.pretrain {name}"
+
+
+def make_data(name: str, prefix: str = DATA_PREFIX) -> Path:
+    """Generate the recipe's mini-CLEVR (about a minute for 6,000 images) unless it is there; its folder."""
+    recipe = recipe_named(name)
+    root = recipe.data_root(prefix)
+    if not (root / "features" / "val.h5").exists():
+        d = recipe.data
+        minigen.main(["--out", str(root), "--train", str(d["train"]), "--val", str(d["val"]),
+                      "--questions-per-image", str(d["questions_per_image"]), "--seed", str(d["seed"]),
+                      "--features", d["features"]])
+    return root
+
+
+@contextlib.contextmanager
+def _threads(count: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train(name: str, epochs: int | None = None, checkpoint_dir: str | Path = "build/checkpoints/pretrain/clevr",
+          directory: str | Path = pretrained.DIRECTORY, record: bool = True, progress: bool = True) -> dict:
+    """Train (or resume) recipe ``name`` under ``checkpoint_dir/name`` and record it; its results row.
+
+    Args:
+        name: a name in ``RECIPES``.
+        epochs: train only the first ``epochs`` (None: the recipe's).
+        checkpoint_dir: where the run checkpoints every epoch and resumes from.
+        directory: the pretrained folder the model and its manifest entry go to.
+        record: write the model and its entry (False: only train, and return the row).
+        progress: progress bars and a line per epoch.
+    """
+    recipe = recipe_named(name)
+    make_data(name)
+    config = recipe.mac_config(epochs)
+    folder = Path(checkpoint_dir) / name
+    with _threads(recipe.threads):
+        row = train_run(config, folder, progress=progress)
+    if record:
+        saved = checkpoint.read(folder / CHECKPOINT)
+        weights = saved["ema"]                          # the evaluated model: the weights' moving average
+        payload = {"config": dataclasses.asdict(config), "state": weights,
+                   # the same weights as a checkpoint of adaptive.clevr.train (load_trained, init_from)
+                   "run": saved["run"], "ema": weights, "model_args": saved["model_args"], "vocab": saved["vocab"]}
+        pretrained.record(entry_name(name), payload, command=command(name), seed=config.seed, curve=row["curve"],
+                          directory=directory, extra={"train_seconds": row["train_seconds"], "threads": recipe.threads,
+                                                      "data": recipe.data})
+    return row
+
+
+def model_path(name: str, directory: str | Path = pretrained.DIRECTORY) -> tuple[Path, dict]:
+    """The recorded model's file, its hash checked (``MacConfig(init_from=...)`` reads it), and its entry."""
+    _, entry = pretrained.load(entry_name(name), directory)
+    return Path(directory) / entry["file"], entry
+
+
+def load_model(name: str, directory: str | Path = pretrained.DIRECTORY, device: str = "cpu"):
+    """The recorded MAC (eval mode), its ``MacConfig``, vocabulary and manifest entry."""
+    path, entry = model_path(name, directory)
+    mac, config, vocab = load_trained(path, device)
+    return mac, config, vocab, entry
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adaptive.clevr.pretrain",
+                                     description="Train chapter 5's pretrained MAC and record it in the "
+                                                 "pretrained folder.")
+    parser.add_argument("name", help=f"the recipe: {', '.join(sorted(RECIPES))}")
+    parser.add_argument("--epochs", type=int, default=None, help="train only the first epochs (default: all)")
+    parser.add_argument("--checkpoint-dir", default="build/checkpoints/pretrain/clevr",
+                        help="where the run checkpoints and resumes from (default build/checkpoints/pretrain/clevr)")
+    parser.add_argument("--directory", default=str(pretrained.DIRECTORY),
+                        help="the pretrained folder (default pretrained)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    recipe_named(args.name)
+    row = train(args.name, args.epochs, args.checkpoint_dir, args.directory, progress=not args.quiet)
+    print(f"{entry_name(args.name)}: accuracy {row['accuracy']:.4f} after {row['epochs']} epochs "
+          f"({row['train_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
