@@ -85,6 +85,17 @@ GRIDS: dict[str, Grid] = {
         seeds=SEEDS, common={"size": 16, "max_steps": 20, "hidden": 64, "updates": 15000, "eval_every": 1000,
                              "train_max_nonzero": 8}),
 }
+# The levers tried on first16's ACT and DACT, whose ponder time does not rise with difficulty:
+# each grid changes one setting of first16 (seed 0). Chapter 3 evaluates them next to first16.
+LEVERS = {"nocurriculum": ("no curriculum", {"curriculum_start": None, "curriculum_updates": 0}),
+          "nodecay": ("no learning-rate cut", {"lr_decay_at": ()}),
+          "clip1": ("gradient norm clipped at 1", {"clip_norm": 1.0}),
+          "hidden128": ("a GRU of 128 units", {"hidden": 128}),
+          "longer": ("40,000 updates, the cut at 30,000", {"updates": 40000, "lr_decay_at": (30000,)})}
+GRIDS.update({f"first16-{lever}": Grid(f"first16's ACT and DACT with {what}, seed 0",
+                                       methods=GRIDS["first16"].methods[:2], seeds=(0,),
+                                       common={**GRIDS["first16"].common, **changes})
+              for lever, (what, changes) in LEVERS.items()})
 
 
 def name_of(grid: str, config: RunConfig) -> str:
