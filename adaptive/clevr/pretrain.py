@@ -32,9 +32,10 @@ import torch
 
 from .. import _checks
 from ..infra import checkpoint, pretrained
-from . import minigen
+from ..infra.distributed import Context
+from . import dataset, minigen
 from .mac import DROPOUT
-from .train import CHECKPOINT, MacConfig, load_trained
+from .train import CHECKPOINT, MacConfig, evaluate, load_data, load_trained, results_row
 from .train import train as train_run
 
 DATA_PREFIX = "build/data/mini-clevr"       # the chapter's data folder prefix (its data_dir default)
@@ -61,6 +62,17 @@ class Recipe:
         """The data's folder, named as chapter 5 names it: one folder per generator setting."""
         d = self.data
         return Path(f"{prefix}-{d['features']}-{d['train']}-{d['val']}-q{d['questions_per_image']}-seed{d['seed']}")
+
+    def differences(self, config: MacConfig, prefix: str = DATA_PREFIX) -> list[str]:
+        """What makes ``config`` another run than this recipe's, one ``field: theirs != ours`` line
+        each ([] when it is the same run; ``device``, ``workers`` and ``model_steps`` = ``max_steps`` are
+        no difference)."""
+        def settings(c: MacConfig) -> dict:
+            values = dataclasses.asdict(c)
+            values["model_steps"] = c.model_steps or c.max_steps
+            return {k: v for k, v in values.items() if k not in ("device", "workers")}
+        ours, theirs = settings(self.mac_config(prefix=prefix)), settings(config)
+        return [f"{key}: {theirs[key]!r} != {ours[key]!r}" for key in ours if theirs[key] != ours[key]]
 
     def mac_config(self, epochs: int | None = None, prefix: str = DATA_PREFIX) -> MacConfig:
         """The run's ``MacConfig``; ``epochs`` trains only the first ``epochs``."""
@@ -92,10 +104,11 @@ def command(name: str) -> str:
     return f"python -m adaptive.clevr.pretrain {name}"
 
 
-def make_data(name: str, prefix: str = DATA_PREFIX) -> Path:
-    """Generate the recipe's mini-CLEVR (about a minute for 6,000 images) unless it is there; its folder."""
+def make_data(name: str, root: str | Path | None = None) -> Path:
+    """Generate the recipe's mini-CLEVR in ``root`` (None: ``Recipe.data_root()``) unless it is there, about a
+    minute for 6,000 images; the folder."""
     recipe = recipe_named(name)
-    root = recipe.data_root(prefix)
+    root = recipe.data_root() if root is None else Path(root)
     if not (root / "features" / "val.h5").exists():
         d = recipe.data
         minigen.main(["--out", str(root), "--train", str(d["train"]), "--val", str(d["val"]),
@@ -115,7 +128,8 @@ def _threads(count: int):
 
 
 def train(name: str, epochs: int | None = None, checkpoint_dir: str | Path = "build/checkpoints/pretrain/clevr",
-          directory: str | Path = pretrained.DIRECTORY, record: bool = True, progress: bool = True) -> dict:
+          directory: str | Path = pretrained.DIRECTORY, record: bool = True, progress: bool = True,
+          data_prefix: str = DATA_PREFIX) -> dict:
     """Train (or resume) recipe ``name`` under ``checkpoint_dir/name`` and record it; its results row.
 
     Args:
@@ -125,10 +139,11 @@ def train(name: str, epochs: int | None = None, checkpoint_dir: str | Path = "bu
         directory: the pretrained folder the model and its manifest entry go to.
         record: write the model and its entry (False: only train, and return the row).
         progress: progress bars and a line per epoch.
+        data_prefix: the data folder's prefix (``Recipe.data_root``).
     """
     recipe = recipe_named(name)
-    make_data(name)
-    config = recipe.mac_config(epochs)
+    config = recipe.mac_config(epochs, data_prefix)
+    make_data(name, config.data_root)
     folder = Path(checkpoint_dir) / name
     with _threads(recipe.threads):
         row = train_run(config, folder, progress=progress)
@@ -155,6 +170,30 @@ def load_model(name: str, directory: str | Path = pretrained.DIRECTORY, device: 
     path, entry = model_path(name, directory)
     mac, config, vocab = load_trained(path, device)
     return mac, config, vocab, entry
+
+
+def evaluate_pretrained(name: str, directory: str | Path = pretrained.DIRECTORY, device: str = "cpu") -> dict:
+    """The recorded MAC evaluated now on its validation questions (per-question early exit, as
+    ``train`` evaluates); a results row as ``train`` returns it, with its curve and training time
+    from the manifest and ``"pretrained"``: the entry's name and commit.
+
+    Raises:
+        ValueError: the data the recipe names was generated differently (its vocabulary is not
+            the model's).
+    """
+    device = _checks.device(device)
+    mac, config, vocab, entry = load_model(name, directory, str(device))
+    make_data(name, config.data_root)
+    data_vocab, _, val_set = load_data(config)
+    if (data_vocab.tokens, data_vocab.answers) != (vocab.tokens, vocab.answers):
+        raise ValueError(f"the data in {config.data_root} is not the data {entry_name(name)} was trained on (the "
+                         f"vocabularies differ); delete the folder to generate it again")
+    loader = dataset.make_loader(val_set, batch_size=config.batch_size, shuffle=False)
+    evaluation = evaluate(mac, loader, config.halting(), vocab, Context(device=device))
+    state = {"curve": entry["curve"], "epoch": len(entry["curve"]), "seconds": entry["train_seconds"],
+             "world_size": 1}
+    return {**results_row(config, state, evaluation, Context(device=device), None),
+            "pretrained": {"name": entry_name(name), "commit": entry["commit"]}}
 
 
 def main(argv=None) -> int:
