@@ -10,14 +10,16 @@ build and fine-tunes from it; ``-p retrain True`` trains it again.
 
 A recipe fixes everything the model depends on: the mini-CLEVR data (generated from a seed by
 ``adaptive.clevr.minigen``, so the data is remade, not shipped), every ``MacConfig`` field and
-the torch threads. The shipped file is also a checkpoint that ``adaptive.clevr.train``
-understands: ``load_trained`` reads it, and ``MacConfig(init_from=...)`` fine-tunes from it.
-Training resumes from ``--checkpoint-dir`` epoch by epoch, and ``--epochs N`` trains only the
-first N epochs, which are the first N of the full run (the learning-rate schedule follows the
+the torch threads. The shipped file is the run's whole checkpoint (``adaptive.clevr.train``'s:
+weights, their moving average, optimiser, schedule, curve): ``load_trained`` reads it,
+``MacConfig(init_from=...)`` fine-tunes from it, and training to more epochs continues it.
+Training resumes from ``--checkpoint-dir`` epoch by epoch, and ``--epochs N`` stops after N
+epochs, which are the first N of any longer run (the learning-rate schedule follows the
 validation accuracy, not the planned length). Run::
 
-    python -m adaptive.clevr.pretrain mac12                  # train (or resume) and record it
-    python -m adaptive.clevr.pretrain mac12 --epochs 1 --directory /tmp/p   # its first epoch
+    python -m adaptive.clevr.pretrain mac12                  # train (or continue) and record it
+    python -m adaptive.clevr.pretrain mac12 --epochs 60      # continue the shipped model to 60 epochs
+    python -m adaptive.clevr.pretrain mac12 --from-scratch --epochs 1 --directory /tmp/p   # its first epoch
 """
 from __future__ import annotations
 
@@ -129,33 +131,41 @@ def _threads(count: int):
 
 def train(name: str, epochs: int | None = None, checkpoint_dir: str | Path = "build/checkpoints/pretrain/clevr",
           directory: str | Path = pretrained.DIRECTORY, record: bool = True, progress: bool = True,
-          data_prefix: str = DATA_PREFIX) -> dict:
+          data_prefix: str = DATA_PREFIX, from_scratch: bool = False) -> dict:
     """Train (or resume) recipe ``name`` under ``checkpoint_dir/name`` and record it; its results row.
+
+    A run with no checkpoint of its own starts from the shipped one (the recorded file is the
+    run's whole checkpoint: weights, optimiser, schedule, curve), so ``epochs`` beyond the
+    shipped model's continue it, bit for bit as an uninterrupted run on the machine that made
+    it; ``from_scratch`` trains from the first epoch instead.
 
     Args:
         name: a name in ``RECIPES``.
-        epochs: train only the first ``epochs`` (None: the recipe's).
+        epochs: train to ``epochs`` (None: the recipe's).
         checkpoint_dir: where the run checkpoints every epoch and resumes from.
         directory: the pretrained folder the model and its manifest entry go to.
         record: write the model and its entry (False: only train, and return the row).
         progress: progress bars and a line per epoch.
         data_prefix: the data folder's prefix (``Recipe.data_root``).
+        from_scratch: never start from the shipped checkpoint.
     """
     recipe = recipe_named(name)
     config = recipe.mac_config(epochs, data_prefix)
     make_data(name, config.data_root)
     folder = Path(checkpoint_dir) / name
+    shipped = pretrained.manifest(directory).get(entry_name(name))
+    if not from_scratch and not (folder / CHECKPOINT).exists() and shipped is not None \
+            and shipped["config"] == config.comparable() and len(shipped["curve"]) <= config.epochs:
+        payload, _ = pretrained.load(entry_name(name), directory)          # its hash checked
+        checkpoint.save(folder / CHECKPOINT, payload)
     with _threads(recipe.threads):
         row = train_run(config, folder, progress=progress)
     if record:
-        saved = checkpoint.read(folder / CHECKPOINT)
-        weights = saved["ema"]                          # the evaluated model: the weights' moving average
-        payload = {"config": dataclasses.asdict(config), "state": weights,
-                   # the same weights as a checkpoint of adaptive.clevr.train (load_trained, init_from)
-                   "run": saved["run"], "ema": weights, "model_args": saved["model_args"], "vocab": saved["vocab"]}
-        pretrained.record(entry_name(name), payload, command=command(name), seed=config.seed, curve=row["curve"],
-                          directory=directory, extra={"train_seconds": row["train_seconds"], "threads": recipe.threads,
-                                                      "data": recipe.data})
+        # the whole checkpoint: load_trained and init_from read its EMA weights, train resumes from it
+        pretrained.record(entry_name(name), checkpoint.read(folder / CHECKPOINT), command=command(name),
+                          seed=config.seed, curve=row["curve"], directory=directory,
+                          extra={"train_seconds": row["train_seconds"], "threads": recipe.threads,
+                                 "data": recipe.data})
     return row
 
 
@@ -206,10 +216,13 @@ def main(argv=None) -> int:
                         help="where the run checkpoints and resumes from (default build/checkpoints/pretrain/clevr)")
     parser.add_argument("--directory", default=str(pretrained.DIRECTORY),
                         help="the pretrained folder (default pretrained)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="train from the first epoch, not from the shipped checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     recipe_named(args.name)
-    row = train(args.name, args.epochs, args.checkpoint_dir, args.directory, progress=not args.quiet)
+    row = train(args.name, args.epochs, args.checkpoint_dir, args.directory, progress=not args.quiet,
+                from_scratch=args.from_scratch)
     print(f"{entry_name(args.name)}: accuracy {row['accuracy']:.4f} after {row['epochs']} epochs "
           f"({row['train_seconds']:.0f} s)")
     return 0
