@@ -78,6 +78,13 @@ GRIDS: dict[str, Grid] = {
         seeds=SEEDS, common={"size": 16, "max_steps": 16, "hidden": 64, "updates": 20000, "eval_every": 1000,
                              "curriculum_start": 2, "curriculum_updates": 6000, "lr_decay_at": (15000,),
                              "lr_decay": 0.3, "input_every_step": False}),
+    "uniform16": Grid(
+        "16 entries, L = 16, the input at the first step only, every difficulty from the first update (no "
+        "curriculum): ACT, DACT and PonderNet, 3 seeds each",
+        methods=({"method": "act", "tau": 1e-3}, {"method": "dact", "tau": 1e-3},
+                 {"method": "pondernet", "tau": 1e-2, "eval_modes": ("discrete", "thresholded")}),
+        seeds=SEEDS, common={"size": 16, "max_steps": 16, "hidden": 64, "updates": 20000, "eval_every": 1000,
+                             "lr_decay_at": (15000,), "lr_decay": 0.3, "input_every_step": False}),
     "extrapolation16": Grid(
         "16 entries, trained on 1..8 non-zeros, tested on 1..16: ACT, DACT and PonderNet, 3 seeds each",
         methods=({"method": "act", "tau": 1e-3}, {"method": "dact", "tau": 1e-3},
