@@ -161,8 +161,10 @@ def train(name: str, epochs: int | None = None, checkpoint_dir: str | Path = "bu
     with _threads(recipe.threads):
         row = train_run(config, folder, progress=progress)
     if record:
-        # the whole checkpoint: load_trained and init_from read its EMA weights, train resumes from it
-        pretrained.record(entry_name(name), checkpoint.read(folder / CHECKPOINT), command=command(name),
+        # the whole checkpoint: load_trained and init_from read its EMA weights, train resumes from it;
+        # its run is this recipe's (a checkpoint resumed to fewer epochs than first planned keeps the plan)
+        payload = {**checkpoint.read(folder / CHECKPOINT), "run": dataclasses.asdict(config)}
+        pretrained.record(entry_name(name), payload, command=command(name),
                           seed=config.seed, curve=row["curve"], directory=directory,
                           extra={"train_seconds": row["train_seconds"], "threads": recipe.threads,
                                  "data": recipe.data})
