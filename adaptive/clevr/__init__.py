@@ -14,6 +14,7 @@ Modules:
     dataset    -- the torch Dataset, a loader that reshuffles every epoch from a seed, its shards
     mac        -- the MAC network as a step function (control, read, write units)
     train      -- training MAC with a fixed number of steps, ACT or DACT; torchrun
+    pretrain   -- the shipped 12-step MAC: its recipe, training and recording it, evaluating it in the build
     gqa        -- GQA, the DACT paper's second data set, read from its published files into the same examples
     benchmark  -- MAC against MAC+ACT / MAC+DACT at CLEVR's shape, and early exit
 """

@@ -10,14 +10,16 @@ build and fine-tunes from it; ``-p retrain True`` trains it again.
 
 A recipe fixes everything the model depends on: the mini-CLEVR data (generated from a seed by
 ``adaptive.clevr.minigen``, so the data is remade, not shipped), every ``MacConfig`` field and
-the torch threads. The shipped file is also a checkpoint that ``adaptive.clevr.train``
-understands: ``load_trained`` reads it, and ``MacConfig(init_from=...)`` fine-tunes from it.
-Training resumes from ``--checkpoint-dir`` epoch by epoch, and ``--epochs N`` trains only the
-first N epochs, which are the first N of the full run (the learning-rate schedule follows the
+the torch threads. The shipped file is the run's whole checkpoint (``adaptive.clevr.train``'s:
+weights, their moving average, optimiser, schedule, curve): ``load_trained`` reads it,
+``MacConfig(init_from=...)`` fine-tunes from it, and training to more epochs continues it.
+Training resumes from ``--checkpoint-dir`` epoch by epoch, and ``--epochs N`` stops after N
+epochs, which are the first N of any longer run (the learning-rate schedule follows the
 validation accuracy, not the planned length). Run::
 
-    python -m adaptive.clevr.pretrain mac12                  # train (or resume) and record it
-    python -m adaptive.clevr.pretrain mac12 --epochs 1 --directory /tmp/p   # its first epoch
+    python -m adaptive.clevr.pretrain mac12                  # train (or continue) and record it
+    python -m adaptive.clevr.pretrain mac12 --epochs 60      # continue the shipped model to 60 epochs
+    python -m adaptive.clevr.pretrain mac12 --from-scratch --epochs 1 --directory /tmp/p   # its first epoch
 """
 from __future__ import annotations
 
@@ -32,9 +34,10 @@ import torch
 
 from .. import _checks
 from ..infra import checkpoint, pretrained
-from . import minigen
+from ..infra.distributed import Context
+from . import dataset, minigen
 from .mac import DROPOUT
-from .train import CHECKPOINT, MacConfig, load_trained
+from .train import CHECKPOINT, MacConfig, evaluate, load_data, load_trained, results_row
 from .train import train as train_run
 
 DATA_PREFIX = "build/data/mini-clevr"       # the chapter's data folder prefix (its data_dir default)
@@ -61,6 +64,17 @@ class Recipe:
         """The data's folder, named as chapter 5 names it: one folder per generator setting."""
         d = self.data
         return Path(f"{prefix}-{d['features']}-{d['train']}-{d['val']}-q{d['questions_per_image']}-seed{d['seed']}")
+
+    def differences(self, config: MacConfig, prefix: str = DATA_PREFIX) -> list[str]:
+        """What makes ``config`` another run than this recipe's, one ``field: theirs != ours`` line
+        each ([] when it is the same run; ``device``, ``workers`` and ``model_steps`` = ``max_steps`` are
+        no difference)."""
+        def settings(c: MacConfig) -> dict:
+            values = dataclasses.asdict(c)
+            values["model_steps"] = c.model_steps or c.max_steps
+            return {k: v for k, v in values.items() if k not in ("device", "workers")}
+        ours, theirs = settings(self.mac_config(prefix=prefix)), settings(config)
+        return [f"{key}: {theirs[key]!r} != {ours[key]!r}" for key in ours if theirs[key] != ours[key]]
 
     def mac_config(self, epochs: int | None = None, prefix: str = DATA_PREFIX) -> MacConfig:
         """The run's ``MacConfig``; ``epochs`` trains only the first ``epochs``."""
@@ -92,10 +106,11 @@ def command(name: str) -> str:
     return f"python -m adaptive.clevr.pretrain {name}"
 
 
-def make_data(name: str, prefix: str = DATA_PREFIX) -> Path:
-    """Generate the recipe's mini-CLEVR (about a minute for 6,000 images) unless it is there; its folder."""
+def make_data(name: str, root: str | Path | None = None) -> Path:
+    """Generate the recipe's mini-CLEVR in ``root`` (None: ``Recipe.data_root()``) unless it is there, about a
+    minute for 6,000 images; the folder."""
     recipe = recipe_named(name)
-    root = recipe.data_root(prefix)
+    root = recipe.data_root() if root is None else Path(root)
     if not (root / "features" / "val.h5").exists():
         d = recipe.data
         minigen.main(["--out", str(root), "--train", str(d["train"]), "--val", str(d["val"]),
@@ -115,32 +130,44 @@ def _threads(count: int):
 
 
 def train(name: str, epochs: int | None = None, checkpoint_dir: str | Path = "build/checkpoints/pretrain/clevr",
-          directory: str | Path = pretrained.DIRECTORY, record: bool = True, progress: bool = True) -> dict:
+          directory: str | Path = pretrained.DIRECTORY, record: bool = True, progress: bool = True,
+          data_prefix: str = DATA_PREFIX, from_scratch: bool = False) -> dict:
     """Train (or resume) recipe ``name`` under ``checkpoint_dir/name`` and record it; its results row.
+
+    A run with no checkpoint of its own starts from the shipped one (the recorded file is the
+    run's whole checkpoint: weights, optimiser, schedule, curve), so ``epochs`` beyond the
+    shipped model's continue it, bit for bit as an uninterrupted run on the machine that made
+    it; ``from_scratch`` trains from the first epoch instead.
 
     Args:
         name: a name in ``RECIPES``.
-        epochs: train only the first ``epochs`` (None: the recipe's).
+        epochs: train to ``epochs`` (None: the recipe's).
         checkpoint_dir: where the run checkpoints every epoch and resumes from.
         directory: the pretrained folder the model and its manifest entry go to.
         record: write the model and its entry (False: only train, and return the row).
         progress: progress bars and a line per epoch.
+        data_prefix: the data folder's prefix (``Recipe.data_root``).
+        from_scratch: never start from the shipped checkpoint.
     """
     recipe = recipe_named(name)
-    make_data(name)
-    config = recipe.mac_config(epochs)
+    config = recipe.mac_config(epochs, data_prefix)
+    make_data(name, config.data_root)
     folder = Path(checkpoint_dir) / name
+    shipped = pretrained.manifest(directory).get(entry_name(name))
+    if not from_scratch and not (folder / CHECKPOINT).exists() and shipped is not None \
+            and shipped["config"] == config.comparable() and len(shipped["curve"]) <= config.epochs:
+        payload, _ = pretrained.load(entry_name(name), directory)          # its hash checked
+        checkpoint.save(folder / CHECKPOINT, payload)
     with _threads(recipe.threads):
         row = train_run(config, folder, progress=progress)
     if record:
-        saved = checkpoint.read(folder / CHECKPOINT)
-        weights = saved["ema"]                          # the evaluated model: the weights' moving average
-        payload = {"config": dataclasses.asdict(config), "state": weights,
-                   # the same weights as a checkpoint of adaptive.clevr.train (load_trained, init_from)
-                   "run": saved["run"], "ema": weights, "model_args": saved["model_args"], "vocab": saved["vocab"]}
-        pretrained.record(entry_name(name), payload, command=command(name), seed=config.seed, curve=row["curve"],
-                          directory=directory, extra={"train_seconds": row["train_seconds"], "threads": recipe.threads,
-                                                      "data": recipe.data})
+        # the whole checkpoint: load_trained and init_from read its EMA weights, train resumes from it;
+        # its run is this recipe's (a checkpoint resumed to fewer epochs than first planned keeps the plan)
+        payload = {**checkpoint.read(folder / CHECKPOINT), "run": dataclasses.asdict(config)}
+        pretrained.record(entry_name(name), payload, command=command(name),
+                          seed=config.seed, curve=row["curve"], directory=directory,
+                          extra={"train_seconds": row["train_seconds"], "threads": recipe.threads,
+                                 "data": recipe.data})
     return row
 
 
@@ -157,6 +184,30 @@ def load_model(name: str, directory: str | Path = pretrained.DIRECTORY, device: 
     return mac, config, vocab, entry
 
 
+def evaluate_pretrained(name: str, directory: str | Path = pretrained.DIRECTORY, device: str = "cpu") -> dict:
+    """The recorded MAC evaluated now on its validation questions (per-question early exit, as
+    ``train`` evaluates); a results row as ``train`` returns it, with its curve and training time
+    from the manifest and ``"pretrained"``: the entry's name and commit.
+
+    Raises:
+        ValueError: the data the recipe names was generated differently (its vocabulary is not
+            the model's).
+    """
+    device = _checks.device(device)
+    mac, config, vocab, entry = load_model(name, directory, str(device))
+    make_data(name, config.data_root)
+    data_vocab, _, val_set = load_data(config)
+    if (data_vocab.tokens, data_vocab.answers) != (vocab.tokens, vocab.answers):
+        raise ValueError(f"the data in {config.data_root} is not the data {entry_name(name)} was trained on (the "
+                         f"vocabularies differ); delete the folder to generate it again")
+    loader = dataset.make_loader(val_set, batch_size=config.batch_size, shuffle=False)
+    evaluation = evaluate(mac, loader, config.halting(), vocab, Context(device=device))
+    state = {"curve": entry["curve"], "epoch": len(entry["curve"]), "seconds": entry["train_seconds"],
+             "world_size": 1}
+    return {**results_row(config, state, evaluation, Context(device=device), None),
+            "pretrained": {"name": entry_name(name), "commit": entry["commit"]}}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adaptive.clevr.pretrain",
                                      description="Train chapter 5's pretrained MAC and record it in the "
@@ -167,10 +218,13 @@ def main(argv=None) -> int:
                         help="where the run checkpoints and resumes from (default build/checkpoints/pretrain/clevr)")
     parser.add_argument("--directory", default=str(pretrained.DIRECTORY),
                         help="the pretrained folder (default pretrained)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="train from the first epoch, not from the shipped checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     recipe_named(args.name)
-    row = train(args.name, args.epochs, args.checkpoint_dir, args.directory, progress=not args.quiet)
+    row = train(args.name, args.epochs, args.checkpoint_dir, args.directory, progress=not args.quiet,
+                from_scratch=args.from_scratch)
     print(f"{entry_name(args.name)}: accuracy {row['accuracy']:.4f} after {row['epochs']} epochs "
           f"({row['train_seconds']:.0f} s)")
     return 0

@@ -389,8 +389,9 @@ def _train_epoch(net: nn.Module, mac: MAC, ema: MAC, optimizer, loader, config: 
             "train_accuracy": correct / n, "train_steps": steps / n, "train_ponder": ponder / n}
 
 
-def _row(config: MacConfig, state: dict, evaluation: dict, context: Context, init: dict | None) -> dict:
-    """The results row: the book's required fields first."""
+def results_row(config: MacConfig, state: dict, evaluation: dict, context: Context, init: dict | None) -> dict:
+    """The results row of a run whose trainer state (curve, epoch, seconds, world_size) and last
+    evaluation are given: the book's required fields first."""
     curve = state["curve"]
     best = max(curve, key=lambda point: point["val_accuracy"]) if curve else None
     return {"method": config.method, "tau": config.tau, "penalty_name": config.halting().rule.penalty_name,
@@ -510,7 +511,7 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, checkpoint_ev
     if state["evaluation"] is None:                  # epochs >= 1, so only a checkpoint from elsewhere
         raise ValueError(f"the checkpoint {trainer.path} holds no evaluation; remove it and train again: "
                          f"rm {shlex.quote(str(trainer.path))}")
-    row = _row(config, state, state["evaluation"], context, init)
+    row = results_row(config, state, state["evaluation"], context, init)
     if folder is not None and context.is_main:
         results.write(folder / RESULT, asdict(config), [row])
     return row

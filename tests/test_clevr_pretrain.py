@@ -1,0 +1,100 @@
+"""Chapter 5's pretrained MAC: a recipe trained by the package's trainer, recorded, evaluated and fine-tuned from."""
+import dataclasses
+
+import pytest
+import torch
+
+from adaptive.clevr import pretrain
+from adaptive.clevr.train import MacConfig, load_trained, train
+from adaptive.infra import checkpoint, pretrained
+
+TINY = pretrain.Recipe("a tiny MAC for the tests",
+                       data={"train": 12, "val": 6, "questions_per_image": 4, "seed": 0, "features": "attributes"},
+                       config={"method": "fixed", "max_steps": 3, "width": 16, "embed_dim": 8, "stem_stride": 2,
+                               "lr": 1e-3, "ema": 0.9, "dropout": None, "epochs": 1, "seed": 0}, threads=1)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """TINY trained and recorded once: (its results row, the pretrained folder, the data prefix)."""
+    folder = tmp_path_factory.mktemp("clevr-pretrain")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(pretrain.RECIPES, "tiny", TINY)
+        row = pretrain.train("tiny", checkpoint_dir=folder / "checkpoints", directory=folder / "pretrained",
+                             progress=False, data_prefix=str(folder / "data"))
+    return row, folder / "pretrained", str(folder / "data")
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setitem(pretrain.RECIPES, "tiny", TINY)
+    return "tiny"
+
+
+@pytest.mark.slow
+def test_the_recorded_model_has_a_complete_manifest_entry(recorded, tiny):
+    row, directory, _ = recorded
+    assert pretrained.verify(directory) == []
+    entry = pretrained.manifest(directory)[pretrain.entry_name(tiny)]
+    assert entry["command"] == "python -m adaptive.clevr.pretrain tiny"
+    assert entry["seed"] == 0 and entry["threads"] == 1 and entry["data"] == TINY.data
+    assert entry["curve"] == row["curve"] and len(entry["curve"]) == 1
+    assert entry["config"] == TINY.mac_config(prefix=recorded[2]).comparable()
+
+
+@pytest.mark.slow
+def test_the_shipped_weights_are_the_trained_ema_and_evaluate_to_the_trained_accuracy(recorded, tiny):
+    row, directory, prefix = recorded
+    mac, config, vocab, _ = pretrain.load_model(tiny, directory)
+    trained = checkpoint.read(directory.parent / "checkpoints" / tiny / "checkpoint.pt")["ema"]
+    assert all(torch.equal(value, trained[key]) for key, value in mac.state_dict().items())
+    assert config == TINY.mac_config(prefix=prefix)
+    evaluated = pretrain.evaluate_pretrained(tiny, directory)
+    assert evaluated["accuracy"] == row["accuracy"] and evaluated["family_accuracy"] == row["family_accuracy"]
+    assert evaluated["pretrained"]["name"] == pretrain.entry_name(tiny)
+    assert evaluated["curve"] == row["curve"]
+
+
+@pytest.mark.slow
+def test_variants_fine_tune_from_the_shipped_file(recorded, tiny, tmp_path):
+    _, directory, prefix = recorded
+    path, _ = pretrain.model_path(tiny, directory)
+    assert load_trained(path)[1] == TINY.mac_config(prefix=prefix)
+    start = TINY.mac_config(prefix=prefix)
+    config = dataclasses.replace(start, method="dact", tau=1e-3, init_from=str(path), max_train_batches=1)
+    row = train(config, tmp_path / "dact", progress=False)
+    assert row["init"]["path"] == str(path) and row["init"]["missing"] == []
+
+
+def test_differences_name_what_makes_another_run(tiny):
+    config = TINY.mac_config()
+    assert TINY.differences(config) == []
+    assert TINY.differences(dataclasses.replace(config, device="cuda", workers=2, model_steps=3)) == []
+    assert TINY.differences(dataclasses.replace(config, width=32, seed=1)) == ["width: 32 != 16", "seed: 1 != 0"]
+    assert TINY.differences(dataclasses.replace(config, data_root="elsewhere"))[0].startswith("data_root:")
+
+
+def test_unknown_recipes_are_named():
+    with pytest.raises(ValueError, match="no pretrained MAC recipe named 'nope'; there are: mac12"):
+        pretrain.train("nope")
+    with pytest.raises(ValueError, match="epochs"):
+        pretrain.RECIPES["mac12"].mac_config(epochs=0)
+
+
+def test_the_recipe_is_chapter_5s_default_pre_training():
+    """The chapter uses the shipped model exactly where its own pre-training would be this recipe."""
+    recipe = pretrain.RECIPES["mac12"]
+    config = recipe.mac_config()
+    assert isinstance(config, MacConfig) and config.max_steps == 12 and config.method == "fixed"
+    assert config.data_root == "build/data/mini-clevr-attributes-6000-500-q10-seed0"
+
+
+@pytest.mark.slow
+def test_more_epochs_continue_the_shipped_checkpoint(recorded, tiny, tmp_path):
+    row, directory, prefix = recorded
+    longer = pretrain.train(tiny, epochs=2, checkpoint_dir=tmp_path / "c", directory=directory, record=False,
+                            progress=False, data_prefix=prefix)
+    assert longer["curve"][:1] == row["curve"] and len(longer["curve"]) == 2    # resumed, not retrained
+    again = pretrain.train(tiny, epochs=2, checkpoint_dir=tmp_path / "s", directory=directory, record=False,
+                           progress=False, data_prefix=prefix, from_scratch=True)
+    assert [point["val_accuracy"] for point in again["curve"]] == [point["val_accuracy"] for point in longer["curve"]]
