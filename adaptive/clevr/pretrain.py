@@ -87,7 +87,7 @@ RECIPES = {
         description="MAC of 12 steps, no gate, on chapter 5's default mini-CLEVR (attribute features)",
         data={"train": 6000, "val": 500, "questions_per_image": 10, "seed": 0, "features": "attributes"},
         config={"method": "fixed", "max_steps": 12, "width": 64, "embed_dim": 64, "stem_stride": 2, "lr": 1e-3,
-                "ema": 0.99, "dropout": {key: 0.0 for key in DROPOUT}, "epochs": 30, "seed": 0}),
+                "ema": 0.99, "dropout": {key: 0.0 for key in DROPOUT}, "epochs": 21, "seed": 0}),
 }
 
 
