@@ -205,7 +205,7 @@ def evaluate_pretrained(name: str, directory: str | Path = pretrained.DIRECTORY,
     state = {"curve": entry["curve"], "epoch": len(entry["curve"]), "seconds": entry["train_seconds"],
              "world_size": 1}
     return {**results_row(config, state, evaluation, Context(device=device), None),
-            "pretrained": {"name": entry_name(name), "commit": entry["commit"]}}
+            "pretrained": pretrained.origin(entry_name(name), entry)}
 
 
 def main(argv=None) -> int:
@@ -216,8 +216,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="train only the first epochs (default: all)")
     parser.add_argument("--checkpoint-dir", default="build/checkpoints/pretrain/clevr",
                         help="where the run checkpoints and resumes from (default build/checkpoints/pretrain/clevr)")
-    parser.add_argument("--directory", default=str(pretrained.DIRECTORY),
-                        help="the pretrained folder (default pretrained)")
+    pretrained.add_directory_argument(parser)
     parser.add_argument("--from-scratch", action="store_true",
                         help="train from the first epoch, not from the shipped checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

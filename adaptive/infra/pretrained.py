@@ -165,6 +165,16 @@ def load(name: str, directory: str | os.PathLike = DIRECTORY) -> tuple[dict, dic
     return checkpoint.read(path), entry
 
 
+def origin(name: str, entry: dict) -> dict:
+    """What a results row of a shipped model records about it: the entry's name and the commit that trained it."""
+    return {"name": name, "commit": entry["commit"]}
+
+
+def add_directory_argument(parser: argparse.ArgumentParser) -> None:
+    """``--directory``, the pretrained folder, for a command that trains and records models."""
+    parser.add_argument("--directory", default=str(DIRECTORY), help=f"the pretrained folder (default {DIRECTORY})")
+
+
 def verify(directory: str | os.PathLike = DIRECTORY) -> list[str]:
     """Everything wrong with a pretrained folder, one line each; [] when nothing is."""
     directory = Path(directory)

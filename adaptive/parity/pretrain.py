@@ -208,7 +208,7 @@ def evaluate_pretrained(grid: str, directory: str | Path = pretrained.DIRECTORY,
             generator = torch.Generator(device=device).manual_seed(saved.eval_seed)
             scores = evaluate(model, saved.halting(mode), x, target, difficulty, generator)
             rows.append({**result_row(saved, mode, scores, entry["curve"], entry.get("train_seconds")),
-                         "pretrained": {"name": name, "commit": entry["commit"]}})
+                         "pretrained": pretrained.origin(name, entry)})
     return rows
 
 
@@ -220,8 +220,7 @@ def main(argv=None) -> int:
     parser.add_argument("--updates", type=int, default=None, help="train only the first updates (default: all)")
     parser.add_argument("--checkpoint-dir", default="build/checkpoints/pretrain",
                         help="where the stacks save themselves and resume from (default build/checkpoints/pretrain)")
-    parser.add_argument("--directory", default=str(pretrained.DIRECTORY),
-                        help="the pretrained folder (default pretrained)")
+    pretrained.add_directory_argument(parser)
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     args = parser.parse_args(argv)
     grid_named(args.grid)
