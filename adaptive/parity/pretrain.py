@@ -94,6 +94,12 @@ GRIDS: dict[str, Grid] = {
         seeds=SEEDS, common={"size": 16, "max_steps": 16, "hidden": 64, "updates": 40000, "eval_every": 1000,
                              "curriculum_start": 2, "curriculum_updates": 6000, "lr_decay_at": (30000,),
                              "lr_decay": 0.3, "input_every_step": False}),
+    "long16-tau1e-4": Grid(
+        "long16's ACT and DACT with a tenth of its penalty (tau = 1e-4), 3 seeds each",
+        methods=({"method": "act", "tau": 1e-4}, {"method": "dact", "tau": 1e-4}),
+        seeds=SEEDS, common={"size": 16, "max_steps": 16, "hidden": 64, "updates": 40000, "eval_every": 1000,
+                             "curriculum_start": 2, "curriculum_updates": 6000, "lr_decay_at": (30000,),
+                             "lr_decay": 0.3, "input_every_step": False}),
     "extrapolation16": Grid(
         "16 entries, trained on 1..8 non-zeros, tested on 1..16: ACT, DACT and PonderNet, 3 seeds each",
         methods=({"method": "act", "tau": 1e-3}, {"method": "dact", "tau": 1e-3},
