@@ -19,7 +19,8 @@ import pytest
 from adaptive.infra import pool
 
 REPO = Path(__file__).resolve().parents[1]
-GONE_WITHIN_S = 5            # how soon the workers must be gone once the parent is stopped
+GONE_WITHIN_S = 20           # how soon the parent and its workers must be gone once it is stopped (a full
+                             # suite on 2 busy cores once took over 5 s)
 START_WITHIN_S = 60          # how long two spawned workers may take to import torch on a busy machine
 
 
