@@ -106,9 +106,11 @@ def test_block_residual_of_a_bottleneck_unit_and_channels_last_input():
     assert torch.allclose(out, expected, atol=1e-5, rtol=0)
 
 
-def test_block_residual_computes_only_the_blocks_with_an_active_position():
-    """torch's FLOP counter sees each convolution on the computed tiles only: for 3x3-3x3 and blocks of
-    4, the first on (4 + 2)^2 positions of each tile, the second on 4^2."""
+def test_block_residual_computes_each_layer_on_the_blocks_it_must():
+    """torch's FLOP counter sees each convolution on the computed blocks only, b^2 outputs per block
+    (no halo recomputed): for 3x3-3x3 and blocks of 4, the second on the 3 blocks with an active
+    position, the first on the 4 blocks within one pixel of one (position (15, 3) reaches into block
+    column 1)."""
     unit = randomize_batch_norms(BasicUnit(8, 8), 4)
     u = torch.randn(2, 8, 16, 16, generator=gen(5))
     mask = torch.zeros(2, 16, 16)
@@ -116,7 +118,7 @@ def test_block_residual_computes_only_the_blocks_with_an_active_position():
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         sparse.block_residual(unit, u, mask, 4)
     per_position = 2 * 8 * 9 * 8
-    assert counter.get_total_flops() == 3 * per_position * (6 * 6 + 4 * 4)
+    assert counter.get_total_flops() == per_position * 4 * 4 * (4 + 3)
     assert int(sparse.active_blocks(mask, 4).sum()) == 3
 
 

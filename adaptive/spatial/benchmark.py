@@ -19,7 +19,8 @@ With ``--sparsity-sweep`` it measures one residual unit instead: dense (``u + f(
 against sparse evaluation (``adaptive.spatial.sparse.apply_unit``) over active fractions from
 10 % to 100 %, on CIFAR's maps (32x32 with 16 channels, 16x16 with 32, 8x8 with 64, batch 128)
 and on ImageNet-like ones (56x56 with 64 channels, 112x112 with 64 and 128). The masks are blobs, as
-trained SACT's ponder maps are, not uniform noise (``blob_masks``). Each row gives the active
+trained SACT's ponder maps are, not uniform noise (``blob_masks``), and the maps are channels-last, as
+a network evaluating sparsely would keep them (``MEMORY_FORMAT``). Each row gives the active
 fraction, the share of blocks computed (``computed_fraction``), the seconds of both and their
 ratio with its spread over the timing rounds, and the same for the block path forced at every
 fraction (``blocks_ratio``: where it crosses 1 is the break-even, ``sparse.BREAK_EVEN``).
@@ -60,6 +61,7 @@ SWEEP_FRACTIONS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 QUICK_SWEEP_SHAPES = ((128, 16, 32), (8, 64, 56))
 QUICK_SWEEP_FRACTIONS = (0.1, 0.3, 1.0)
 BLOB_SCALE = 1 / 8          # the blobs' smoothing width, as a share of the map side
+MEMORY_FORMAT = torch.channels_last   # the sweep's maps: as a network evaluating sparsely keeps them
 
 
 def build(method: str, depth: int, halting_bias: float | None, seed: int = 0) -> spatial.AdaptiveResNet:
@@ -207,7 +209,7 @@ def sparsity_sweep(quick: bool = False, device: str = "cpu", seed: int = 0, roun
                 bn.running_mean.normal_(0, 0.2, generator=generator)
                 bn.running_var.uniform_(0.5, 1.5, generator=generator)
         unit = unit.to(device).eval()
-        u = torch.randn(batch, channels, side, side, generator=generator).to(device)
+        u = torch.randn(batch, channels, side, side, generator=generator).to(device, memory_format=MEMORY_FORMAT)
         break_even = sparse.default_break_even(side, side)
         for fraction in fractions:
             mask = blob_masks(batch, side, side, fraction, generator).to(device)
@@ -227,7 +229,8 @@ def sparsity_sweep(quick: bool = False, device: str = "cpu", seed: int = 0, roun
                          "blocks_ratio": blocks_ratio, "blocks_spread": blocks_spread})
     config = dict(quick=quick, device=str(device), threads=torch.get_num_threads(), rounds=rounds,
                   min_seconds=min_seconds, seed=seed, block=sparse.BLOCK, break_even=sparse.BREAK_EVEN,
-                  min_side=sparse.MIN_SIDE, blob_scale=BLOB_SCALE, torch=torch.__version__,
+                  min_side=sparse.MIN_SIDE, blob_scale=BLOB_SCALE, memory_format=str(MEMORY_FORMAT),
+                  torch=torch.__version__,
                   malloc=allocator())
     if device.type == "cuda":
         config["gpu"] = torch.cuda.get_device_name(device)

@@ -4,11 +4,13 @@ Eq. 27 of the PACT paper (and the SACT slides' "perforated convolutional layer")
 unit as ``u + f(u) * mask``. During evaluation the masked-out positions need not be computed
 at all. Computing single positions saves nothing on a CPU, though: gathering the 3x3 window
 of every position and multiplying the windows by the weights costs about three times the
-dense convolution per position. So ``block_residual`` does what SBNet does (Ren et al.,
+dense convolution per position. So ``block_residual`` works as SBNet does (Ren et al.,
 "SBNet: Sparse Blocks Network for Fast Inference", CVPR 2018): it tiles the map into blocks,
-gathers the blocks that hold an active position together with the halo their convolutions
-read, runs the ordinary dense convolution kernels on the stack of tiles and scatters the
-result back.
+gathers the blocks it needs together with the halo their convolutions read, runs the ordinary
+dense convolution kernels on the stack of tiles and scatters the result back. Unlike SBNet's
+single gather per unit, it gathers once per convolution, so that no halo is computed twice:
+the first convolution of a 3x3-3x3 unit runs on the blocks within one pixel of an active
+position, the second on the blocks that hold one.
 
 ``apply_unit`` picks the cheapest exact way (``uses_blocks``): ``block_residual``, or the
 dense unit on the images with an active position where every position of them is active
@@ -30,20 +32,22 @@ from . import flops
 # on a 2-core AMD EPYC (torch 2.13 on its 2 threads, float32, blob masks, one 3x3-3x3 unit, glibc
 # told to keep freed memory: see that benchmark's docstring).
 #
-# Block side. Larger blocks re-compute less halo (the first 3x3 convolution computes (b + 2)^2
-# positions for b^2 outputs), smaller ones follow the active region more closely. At 30 % active
-# on 56x56 maps with 64 channels, blocks of 4 took 0.95 of the dense unit's time and blocks of 8
-# 0.91-0.95 (two runs); on 112x112 maps with 64 channels blocks of 16 took 0.85 and blocks of 8
-# 0.76-0.77: 8 was as fast or faster at every active fraction up to 30 % on both.
-BLOCK = 8
+# Block side. Smaller blocks follow the active region more closely: at 30 % active positions in
+# blobs on 56x56 maps, 0.40 of the blocks of 4 hold one and 0.54 of the blocks of 8 (0.35 and 0.42
+# on 112x112). They also read more halo per output (a 3x3 convolution reads (b + 2)^2 pixels for
+# b^2 outputs), which costs copying, not convolving. At 30 % active blocks of 4 took 0.79 of the
+# dense unit's time on 56x56 maps with 64 channels and 0.66 on 112x112 maps, blocks of 8 0.97 and
+# 0.69 (channels-first maps); blocks of 8 were faster only where every block is computed.
+BLOCK = 4
 # Above this share of their blocks holding an active position the dense unit is faster: the block
-# path's time over the dense unit's crossed 1 at 0.56 of the blocks on 56x56 maps (0.95 at 0.53,
-# 1.24 at 0.73), at 0.56 on 112x112 maps with 64 channels (0.77 at 0.42, 1.12 at 0.63) and at
-# 0.63 with 128 (0.66 at 0.42, 0.99 at 0.62).
-BREAK_EVEN = 0.55
+# path's time over the dense unit's (blocks of 4, channels-last maps) crossed 1 between 0.61 and
+# 0.79 of the blocks on 56x56 maps with 64 channels (0.93 and 1.17), between 0.56 and 0.75 on
+# 112x112 maps with 64 (0.90 and 1.19), and at 0.75 with 128 (0.99).
+BREAK_EVEN = 0.6
 # Maps with a shorter side below this always run the dense unit (a break-even of 0): on CIFAR's
-# 32x32, 16x16 and 8x8 maps (batch 128) the block path was never faster, 0.98 of the dense time
-# at best (32x32 with 16 channels at 10 % active, 0.39 of the blocks) and 1.4 to 2.3 elsewhere.
+# 32x32, 16x16 and 8x8 maps (batch 128) the block path was faster only once, 0.93 of the dense
+# time (32x32 with 16 channels at 10 % active, 0.21 of the blocks, rounds spread 0.13), and 1.0
+# to 3.1 times it elsewhere.
 MIN_SIDE = 48
 
 
@@ -61,19 +65,28 @@ def block_residual(unit: nn.Module, u: torch.Tensor, mask: torch.Tensor, block: 
     """``u + f(u) * mask``, computing f on the blocks that hold an active position (evaluation mode).
 
     The map is tiled into ``block`` x ``block`` blocks (the last row and column of blocks
-    may reach past the map). Every block with an active position is gathered with a halo of
-    ``halo`` = the sum of the convolutions' paddings (2 for the CIFAR unit's two 3x3
-    convolutions), and each (batch norm, convolution) pair of f runs on the stack of tiles
-    as BN-ReLU, then the dense convolution without padding, so the tiles shrink by the
-    convolution's padding on every side until the centre ``block`` x ``block`` is left.
-    The dense convolution pads its input with zeros *after* BN-ReLU, so the tile positions
-    outside the map are set to zero after BN-ReLU, every layer: the result equals the dense
-    ``u + f(u) * mask`` to float rounding. Batch norms use their running statistics. The
-    tiles are channels-last (each pixel's channels adjacent), which makes gathering and
-    scattering them cheap; the output has the memory format of ``u``.
+    may reach past the map), and f runs one (batch norm, convolution) pair at a time, each
+    on the blocks whose outputs the later layers read: a convolution of padding p reads p
+    pixels around every output, so layer k computes the blocks that hold a position within
+    ``reach`` (the sum of the later layers' paddings) of an active one, and the last layer
+    the blocks with an active position. Each layer gathers its blocks from the previous
+    layer's map together with their halo of p pixels, runs the ordinary dense convolution
+    on the stack of tiles, without padding, and writes the ``block`` x ``block`` results
+    into the next layer's map. Every block is thus computed once per layer, with no halo
+    recomputed; the halo is only read.
+
+    Batch norms use their running statistics: the first is applied to the whole map, the
+    others are folded into the convolution before them (``_folded_layers``). The maps
+    between layers are channels-last (each pixel's channels adjacent), so that a tile row is
+    one contiguous run of memory and gathering or writing a tile copies a few long runs; they
+    are zero outside the image, which is what the dense convolution's padding reads. The
+    result equals the dense ``u + f(u) * mask`` to float rounding and has the memory format
+    of ``u``. A channels-last ``u`` is the fast case: a channels-first one is copied into
+    channels-last and back, which took about a tenth of the dense unit's time on 56x56 maps.
 
     FLOPs are still counted in the SACT convention (``flops.unit_flops``, the positions);
-    the blocks compute more than that: the whole block and its halo.
+    the blocks compute more than that: every position of a computed block, and for the
+    earlier layers the blocks around the active ones.
 
     Args:
         unit: a residual unit of ``adaptive.spatial.resnet`` (``residual_layers()``) whose
@@ -93,41 +106,82 @@ def block_residual(unit: nn.Module, u: torch.Tensor, mask: torch.Tensor, block: 
                          "(units 2..L of a block); run the first unit of a block densely")
     _checks.positive_int("block", block)
     height, width = u.shape[2:]
-    halo = sum(conv.padding[0] for _, conv in layers)
-    tile = block + 2 * halo
     rows, cols = math.ceil(height / block), math.ceil(width / block)
-    n, i, j = active_blocks(mask, block).nonzero().unbind(1)          # (N,) image, block row, block column
+    paddings = [conv.padding[0] for _, conv in layers]
 
-    # gather: the map channels-last, zero-padded by the halo (and up to whole blocks), cut into tiles
-    padded = F.pad(u.permute(0, 2, 3, 1),
-                   (0, 0, halo, halo + cols * block - width, halo, halo + rows * block - height))
-    windows = padded.unfold(1, tile, block).unfold(2, tile, block)     # (B, rows, cols, C, tile, tile) view
-    x = windows.permute(0, 1, 2, 4, 5, 3)[n, i, j].permute(0, 3, 1, 2)  # (N, C, tile, tile) channels-last copy
-    # which tile positions lie on the map: the dense convolutions see zeros everywhere else
-    offsets = torch.arange(tile, device=u.device) - halo                # (tile,)
-    on_rows = (i[:, None] * block + offsets >= 0) & (i[:, None] * block + offsets < height)   # (N, tile)
-    on_cols = (j[:, None] * block + offsets >= 0) & (j[:, None] * block + offsets < width)    # (N, tile)
-    on_map = (on_rows[:, None, :, None] & on_cols[:, None, None, :]).to(u.dtype)              # (N, 1, tile, tile)
+    x = _padded_channels_last(u, paddings[0], rows * block, cols * block, layers[0][0])  # (B, H'+2p, W'+2p, C)
+    for k, (weight, bias) in enumerate(_folded_layers(layers)):
+        pad, reach = paddings[k], sum(paddings[k + 1:])
+        needed = mask if reach == 0 else F.max_pool2d(mask[:, None], 2 * reach + 1, 1, reach)[:, 0]
+        n, i, j = active_blocks(needed, block).nonzero().T.contiguous()     # (N,) image, block row, block column
+        tiles = _tile_rows(x, block + 2 * pad, block, n, i * block, j)      # (N, s, s C) with s = block + 2 pad
+        tiles = tiles.view(len(n), block + 2 * pad, block + 2 * pad, x.shape[-1]).permute(0, 3, 1, 2)  # (N, C, s, s)
+        y = F.conv2d(tiles, weight, bias).permute(0, 2, 3, 1)                # (N, b, b, C_out) channels-last
+        if k == len(layers) - 1:
+            break
+        pad = paddings[k + 1]
+        x = y.new_zeros(len(u), rows * block + 2 * pad, cols * block + 2 * pad, y.shape[-1])
+        _tile_rows(x, block, block, n, i * block + pad, j, skip=pad, write=y.relu_().flatten(2))  # relu(bn(.))
+        x[:, pad + height:], x[:, :, pad + width:] = 0, 0                  # blocks past the image: zeros
 
-    # f on the tiles: BN-ReLU, zeros off the map, the dense kernel without padding
-    for bn, conv in layers:
-        crop = (tile - x.shape[-1]) // 2                               # what earlier convolutions took off
-        scale, shift = _fold_bn(bn)                                    # (C_in,) each
-        x = x.mul_(scale[:, None, None]).add_(shift[:, None, None]).relu_()   # in place: x is our own copy
-        x = x.mul_(on_map[:, :, crop:tile - crop, crop:tile - crop])
-        x = F.conv2d(x, conv.weight, conv.bias)                        # (N, C_out, s - 2 p, s - 2 p) from side s
-
-    # scatter: u + f(u) * mask on each computed block, in place in the padded copy of u
-    interior = padded[:, halo:halo + rows * block, halo:halo + cols * block]          # (B, rows b, cols b, C) view
-    blocks = _as_blocks(interior, block)                                              # (B, rows, cols, b, b, C) view
-    block_mask = _as_blocks(F.pad(mask, (0, cols * block - width, 0, rows * block - height)), block)[n, i, j]
-    blocks[n, i, j] += x.permute(0, 2, 3, 1) * block_mask[..., None]                # (N, b, b, C)
-    return torch.empty_like(u).copy_(padded[:, halo:halo + height, halo:halo + width].permute(0, 3, 1, 2))
+    # u + f(u) * mask on the computed blocks, in a channels-last copy of u
+    out = _padded_channels_last(u, 0, rows * block, cols * block)            # (B, H', W', C)
+    block_mask = _tile_rows(F.pad(mask, (0, cols * block - width, 0, rows * block - height))[..., None],
+                            block, block, n, i * block, j)                   # (N, b, b)
+    blocks = _tile_rows(out, block, block, n, i * block, j)                  # (N, b, b C) copy
+    _tile_rows(out, block, block, n, i * block, j, write=blocks.add_((y * block_mask[..., None]).flatten(2)))
+    out = out[:, :height, :width].permute(0, 3, 1, 2)                        # (B, C, H, W) view
+    if u.is_contiguous(memory_format=torch.channels_last):
+        return out.contiguous(memory_format=torch.channels_last)
+    return out.contiguous()
 
 
-def _as_blocks(x: torch.Tensor, block: int) -> torch.Tensor:
-    """(B, rows * block, cols * block, ...) -> the view (B, rows, cols, block, block, ...)."""
-    return x.unflatten(1, (x.shape[1] // block, block)).unflatten(3, (x.shape[2] // block, block)).transpose(2, 3)
+def _padded_channels_last(x: torch.Tensor, pad: int, height: int, width: int,
+                          bn: nn.BatchNorm2d | None = None) -> torch.Tensor:
+    """(B, C, H, W) -> a new (B, height + 2 pad, width + 2 pad, C) contiguous tensor: x, or
+    relu(bn(x)) with ``bn``, at [pad, pad], zeros around it."""
+    batch, channels, h, w = x.shape
+    out = x.new_empty(batch, height + 2 * pad, width + 2 * pad, channels)
+    if pad or (h, w) != (height, width):
+        out.zero_()
+    inside = out[:, pad:pad + h, pad:pad + w]                                # (B, H, W, C) view
+    if bn is None:
+        inside.copy_(x.permute(0, 2, 3, 1))
+    else:
+        scale, shift = _fold_bn(bn)                                          # (C,) each
+        torch.addcmul(shift, x.permute(0, 2, 3, 1), scale, out=inside).relu_()
+    return out
+
+
+def _tile_rows(x: torch.Tensor, side: int, step: int, n: torch.Tensor, top: torch.Tensor, j: torch.Tensor,
+               skip: int = 0, write: torch.Tensor | None = None) -> torch.Tensor:
+    """The ``side`` x ``side`` tiles of the channels-last map x (B, H, W, C) whose corners are at
+    row ``top`` and column ``skip + j * step`` of image ``n`` (each (N,)), as (N, side, side C).
+
+    A tile row is a contiguous run of side * C numbers, so indexing x as rows of such runs copies
+    N * side runs. With ``write``, stores it in those tiles instead (the tiles must not overlap)."""
+    batch, height, width, channels = x.shape
+    runs = x.view(batch * height, width * channels)[:, skip * channels:]    # (B H, (W - skip) C) view
+    runs = runs.unfold(1, side * channels, step * channels)                 # (B H, tiles per row, side C) view
+    rows = (n * height + top)[:, None] + torch.arange(side, device=x.device)   # (N, side)
+    if write is None:
+        return runs[rows, j[:, None]]
+    runs[rows, j[:, None]] = write
+    return write
+
+
+def _folded_layers(layers) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """The convolutions of ``f`` with each following batch norm folded in: bn_{k+1}(conv_k(x)) =
+    conv_k'(x), with weight scaled per output channel and a bias; the last convolution as it is."""
+    folded = []
+    for k, (_, conv) in enumerate(layers):
+        weight, bias = conv.weight, conv.bias
+        if k + 1 < len(layers):
+            scale, shift = _fold_bn(layers[k + 1][0])                        # (C_out,) each
+            weight = weight * scale[:, None, None, None]
+            bias = shift if bias is None else bias * scale + shift
+        folded.append((weight, bias))
+    return folded
 
 
 def _fold_bn(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
