@@ -112,6 +112,13 @@ GRIDS["long16"] = Grid("first16 trained twice as long (40,000 updates, the cut a
 GRIDS["long16-tau1e-4"] = Grid("long16's ACT and DACT with a tenth of its penalty (tau = 1e-4), 3 seeds each",
                                methods=({"method": "act", "tau": 1e-4}, {"method": "dact", "tau": 1e-4}),
                                seeds=SEEDS, common=LONG16)
+# The runs that fail stop pondering before the hard inputs are learnt. ACT's rule starts its halting
+# unit at a bias of +1 (h = 0.73: about 2 steps) and DACT's at 0 (continuing with 0.5); a bias of
+# -3 starts both at all 16 steps (ACT's h = 0.05, DACT's continuing probability 0.95).
+GRIDS["long16-haltbias"] = Grid("long16's ACT and DACT with the halting unit's bias at -3: pondering long from "
+                                "the first update, 3 seeds each",
+                                methods=tuple({**method, "halt_bias": -3.0} for method in GRIDS["long16"].methods[:2]),
+                                seeds=SEEDS, common=LONG16)
 
 
 def name_of(grid: str, config: RunConfig) -> str:
