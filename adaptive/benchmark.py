@@ -16,7 +16,10 @@ what Python costs:
    without early exit (``Halting(early_exit=False)``: every step on the whole
    batch, then the rule's decisions) says whether dropping halted samples pays
    at this size: where the step is cheap, the loop's per-step bookkeeping costs
-   more than the rows it saves. And the same evaluation dropping halted samples only once half
+   more than the rows it saves. ``Halting(early_exit="auto")``, the loop's default, times the
+   second step against its bookkeeping and falls back to that where the bookkeeping costs more
+   than ``loop.BOOKKEEPING_SHARE`` of the step: its speed-up, and how often it fell back, are
+   the last two columns. And the same evaluation dropping halted samples only once half
    the computed batch has halted (``Halting(compact_at=0.5)``): whether selecting the state at
    every halting step costs more than computing a few halted rows.
 
@@ -126,11 +129,13 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
     def evaluation(method, early_exit=True, compact_at=0.0):
         halting = loop.Halting(method, max_steps, tau=0.01, eval_mode="thresholded", early_exit=early_exit,
                                compact_at=compact_at)
-        result = {}
+        result = {"calls": 0, "fell_back": 0}
 
         def fn():
             result["out"] = loop.run(step, model.initial_state(x, depth), halting,
                                      training=False, generator=generator)
+            result["calls"] += 1
+            result["fell_back"] += not result["out"].early_exit
             synchronize(device)
         return fn, result
 
@@ -138,6 +143,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
     eval_fns = {m: evaluation(m) for m in loop.METHODS}
     unrolled_fns = {m: evaluation(m, early_exit=False)[0] for m in loop.METHODS if m != "fixed"}
     lazy_fns = {m: evaluation(m, compact_at=LAZY_COMPACTION)[0] for m in loop.METHODS if m != "fixed"}
+    auto_fns = {m: evaluation(m, early_exit="auto") for m in loop.METHODS if m != "fixed"}
     for fn, _ in eval_fns.values():          # each evaluation's steps, for its bare steps below
         fn()
     # The bare step on the batch sizes an early-exit run had (b_n samples still running at
@@ -159,7 +165,8 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
              **{f"eval {name}": fn for name, (fn, _) in eval_fns.items()},
              **{f"bare {name}": fn for name, fn in bare_fns.items()},
              **{f"unrolled {name}": fn for name, fn in unrolled_fns.items()},
-             **{f"lazy {name}": fn for name, fn in lazy_fns.items()}}
+             **{f"lazy {name}": fn for name, fn in lazy_fns.items()},
+             **{f"auto {name}": fn for name, (fn, _) in auto_fns.items()}}
     seconds = interleaved(calls, rounds=repeats, device=device, min_seconds=min_seconds)
 
     training_rows = []
@@ -176,13 +183,16 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
         of_achievable, of_achievable_spread = ratio(seconds[f"bare {name}"], seconds[f"eval {name}"])
         unrolled = ratio(seconds["eval fixed"], seconds[f"unrolled {name}"])[0] if name in unrolled_fns else 1.0
         lazy = ratio(seconds["eval fixed"], seconds[f"lazy {name}"])[0] if name in lazy_fns else 1.0
+        auto, auto_spread = ratio(seconds["eval fixed"], seconds[f"auto {name}"]) if name in auto_fns else (1.0, 0.0)
+        auto_calls = auto_fns[name][1] if name in auto_fns else {"calls": 1, "fell_back": 0}
         eval_rows.append({"mechanism": name, "ms_per_batch": 1000 * min(seconds[f"eval {name}"]),
                           "mean_steps": mean_steps, "ideal_speedup": ideal, "achievable_speedup": achievable,
                           "realised_speedup": realised, "realised_spread": realised_spread,
                           "fraction_of_ideal": realised / ideal, "fraction_of_achievable": of_achievable,
                           "fraction_of_achievable_spread": of_achievable_spread,
                           "unrolled_speedup": unrolled, "lazy_compaction_speedup": lazy,
-                          "early_exit_pays": realised > unrolled})
+                          "early_exit_pays": realised > unrolled, "auto_speedup": auto, "auto_spread": auto_spread,
+                          "auto_fell_back": auto_calls["fell_back"] / auto_calls["calls"]})
     return {"parameters": {"width": width, "batch": batch, "max_steps": max_steps, "repeats": repeats,
                            "min_seconds": min_seconds, "bf16": use_bf16, "device": device, "seed": seed,
                            "threads": torch.get_num_threads(), "allocator": allocator()},
@@ -197,14 +207,15 @@ def markdown(result: dict) -> str:
               for r in result["training"]]
     lines += ["", "| mechanism | ms per batch | mean steps | ideal speed-up (L / mean steps) | "
               "achievable (bare steps) | realised (spread) | fraction of ideal | fraction of achievable (spread) | "
-              "without early exit | compacting at half halted | early exit pays |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "without early exit | compacting at half halted | early exit pays | auto (spread) | auto fell back |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     lines += [f"| {r['mechanism']} | {r['ms_per_batch']:.2f} | {r['mean_steps']:.2f} | "
               f"{r['ideal_speedup']:.2f} | {r['achievable_speedup']:.2f} | "
               f"{r['realised_speedup']:.2f} ({r['realised_spread']:.1%}) | {r['fraction_of_ideal']:.2f} | "
               f"{r['fraction_of_achievable']:.2f} ({r['fraction_of_achievable_spread']:.1%}) | "
               f"{r['unrolled_speedup']:.2f} | {r['lazy_compaction_speedup']:.2f} | "
-              f"{'yes' if r['early_exit_pays'] else 'no'} |"
+              f"{'yes' if r['early_exit_pays'] else 'no'} | {r['auto_speedup']:.2f} ({r['auto_spread']:.1%}) | "
+              f"{r['auto_fell_back']:.0%} |"
               for r in result["evaluation"] if r["mechanism"] != "fixed"]
     return "\n".join(lines)
 

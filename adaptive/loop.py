@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -71,6 +72,13 @@ RULES: dict[str, HaltingRule] = {FixedRule.name: FixedRule(), **registry.MECHANI
 METHODS = tuple(RULES)
 EVAL_MODES = tuple(dict.fromkeys(mode for rule in RULES.values() for mode in rule.eval_modes))
 COMPACT_AT = 0.0                     # Halting.compact_at's default (see python -m adaptive.benchmark)
+# early_exit="auto" keeps dropping halted samples only while the loop's bookkeeping of a step costs
+# less than this share of the step itself, measured on the second step. With adaptive.benchmark's
+# residual MLP step (batch 128 at width 256, 512 above, depths uniform in 1..8, 2 CPU threads) the
+# bookkeeping cost 0.77 (ACT) and 0.82 (DACT) of the step at width 256, where early exit took 1.15
+# times as long as computing every step, and 0.43-0.46 (PACT, PonderNet), where it took 0.90-0.97;
+# at width 1024 it cost 0.07-0.09 and early exit 0.53-0.61 of the time, at 2048 0.03 and 0.52-0.63.
+BOOKKEEPING_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,11 @@ class Halting:
             compute every step for the whole batch and apply the rule's decisions afterwards
             (False: the same answers and steps, without the per-step bookkeeping that costs
             more than it saves where a step is cheap; ``python -m adaptive.benchmark`` measures
-            both). PACT's and PonderNet's discrete draws differ between the two.
+            both). ``"auto"`` (the default) starts with early exit, times the second step and
+            its bookkeeping, and falls back to computing every step where the bookkeeping
+            costs more than ``BOOKKEEPING_SHARE`` of the step (``Output.early_exit`` says which
+            ran): the answers and steps are the same either way. PACT's and PonderNet's discrete
+            draws differ between the two, so in discrete mode "auto" keeps early exit.
         compact_at: with early exit, the share of the computed batch that must have halted
             before the halted samples are dropped from it, in [0, 1): 0 drops them at once;
             until then the step keeps computing their rows, which is cheaper than selecting
@@ -107,7 +119,7 @@ class Halting:
     temperature: float = 1.0
     eval_mode: str = "thresholded"
     prior: float = 0.2
-    early_exit: bool = True
+    early_exit: bool | str = "auto"
     compact_at: float = COMPACT_AT
 
     def __post_init__(self):
@@ -125,8 +137,8 @@ class Halting:
             raise ValueError(f"compact_at (the share of the batch halted before it is compacted) must be a "
                              f"number in [0, 1), got {compact_at!r}")
         object.__setattr__(self, "compact_at", float(compact_at))
-        if not isinstance(self.early_exit, bool):
-            raise ValueError(f"early_exit must be True or False, got {self.early_exit!r}")
+        if not isinstance(self.early_exit, bool) and self.early_exit != "auto":
+            raise ValueError(f"early_exit must be True, False or 'auto', got {self.early_exit!r}")
 
     @property
     def rule(self) -> HaltingRule:
@@ -151,6 +163,9 @@ class Output:
         penalty: scalar penalty term (None without a target).
         logits: (B, L', C) per-step logits (training only; L' steps computed).
         halt: (B, L') per-step h in the mechanism's convention (training only).
+        early_exit: at evaluation, whether halted samples left the batch until the end (True),
+            or every step was computed for the whole batch, from the start or after the
+            fallback of ``Halting(early_exit="auto")`` (False); None in training.
     """
 
     probs: torch.Tensor
@@ -161,6 +176,7 @@ class Output:
     penalty: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     halt: torch.Tensor | None = None
+    early_exit: bool | None = None
 
 
 def halting_values(halting: Halting, halt_logit: torch.Tensor) -> torch.Tensor:
@@ -253,17 +269,20 @@ def _check_target(target: torch.Tensor, batch: int, classes: int) -> None:
                          f"classes); got values in [{int(target.min())}, {int(target.max())}]")
 
 
-def _unroll(step: Step, state: State, halting: Halting, generator: torch.Generator | None):
-    """Run up to L steps on the whole batch, or fewer where the rule allows (ACT)."""
+def _unroll(step: Step, state: State, halting: Halting, generator: torch.Generator | None,
+            computed: tuple[list, list] | None = None):
+    """Run up to L steps on the whole batch, or fewer where the rule allows (ACT). ``computed``:
+    the logits (B, C) and h (B,) of the steps already run on this batch, to continue after them."""
     rule = halting.rule
     batch = _batch_size(state)
-    all_logits, all_h = [], []
+    all_logits, all_h = computed if computed is not None else ([], [])
+    first = len(all_h) + 1
     with contextlib.ExitStack() as later_steps:
-        for n in range(1, halting.max_steps + 1):
+        for n in range(first, halting.max_steps + 1):
             logits, halt_logit, state = step(state)
             if n == 1:
                 _check_step(logits, halt_logit, state, batch, generator)
-            elif n == 2:                               # later steps: same origin, so skip the value checks
+            elif n == max(first, 2):                   # later steps: same origin, so skip the value checks
                 later_steps.enter_context(_checks.values_trusted())
             all_logits.append(logits)
             all_h.append(rule.halting_values(halt_logit))
@@ -297,15 +316,28 @@ def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Gener
     every tensor of the state costs more than a few rows of a step. The rule sees only the
     running samples, exactly as if the halted ones had left at once, so its answers and its
     random draws do not depend on ``compact_at``.
+
+    With ``early_exit="auto"`` the second step and the bookkeeping after it are timed; where
+    the bookkeeping costs more than ``BOOKKEEPING_SHARE`` of the step, the samples still running
+    compute every remaining step and the rule decides on all of them at once (``rule.decide``),
+    as ``early_exit=False`` does: the same answers and steps, without the per-step bookkeeping.
     """
     rule, L = halting.rule, halting.max_steps
+    draws = halting.eval_mode == "discrete" and "discrete" in rule.eval_modes
+    auto = halting.early_exit == "auto" and not draws and rule.decides and L > 2
+    keeps_history = rule.keeps_history(halting)        # "auto" keeps it for its first two steps too
     batch = _batch_size(state)
     # computed: (c,) batch indices of the rows the state holds; running: (b,) those not halted,
     # live: (b,) their positions among the computed rows (None while all of them run)
     computed = running = live = probs = steps = memory = history = None
+    fell_back = False
     with contextlib.ExitStack() as later_steps:
         for n in range(1, L + 1):
+            started = time.perf_counter()
             logits, halt_logit, state = step(state)                         # (c, C), (c,)
+            if auto and n == 2:
+                _synchronize(logits)
+                stepped = time.perf_counter()
             h = rule.halting_values(halt_logit)                             # (c,)
             if n == 1:                                 # the protocol, and every value the rule reads, once
                 _check_step(logits, halt_logit, state, batch, generator)
@@ -314,16 +346,17 @@ def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Gener
                 probs = logits.new_zeros(batch, classes)
                 steps = torch.full((batch,), L, dtype=torch.int64, device=logits.device)
                 memory = rule.evaluation_memory(batch, classes, logits)
-                if rule.keeps_history(halting):
+                if keeps_history or auto:
                     history = (logits.new_zeros(batch, L, classes), logits.new_zeros(batch, L))  # (B, L, C), (B, L)
             elif n == 2:                               # later steps: same origin, so skip the value checks
                 later_steps.enter_context(_checks.values_trusted())
             if live is not None:
                 logits, h = logits[live], h[live]                           # (b, C), (b,)
-            if history is not None:
+            if keeps_history or (auto and n <= 2):
                 history[0][running, n - 1] = logits
                 history[1][running, n - 1] = h
-            halted, answer = rule.halt(EvalStep(n, logits, h, running, memory, history, generator), halting)
+            past = history if keeps_history else None
+            halted, answer = rule.halt(EvalStep(n, logits, h, running, memory, past, generator), halting)
             if n == L:
                 halted = torch.ones_like(halted)
             halting_now = int(halted.sum())            # one device sync per step
@@ -338,10 +371,23 @@ def _evaluate(step: Step, state: State, halting: Halting, generator: torch.Gener
                 live = keep.nonzero().squeeze(1) if live is None else live[keep]
                 if len(running) <= (1 - halting.compact_at) * len(computed):
                     computed, state, live = running, select(state, live), None
+            if auto and n == 2 and time.perf_counter() - stepped > BOOKKEEPING_SHARE * (stepped - started):
+                state = state if live is None else select(state, live)      # the running rows, in order
+                so_far = (list(history[0][running, :n].unbind(1)), list(history[1][running, :n].unbind(1)))
+                probs[running], steps[running] = rule.decide(*_unroll(step, state, halting, generator, so_far),
+                                                             halting, generator)
+                fell_back = True
+                break
     if bool(torch.isnan(probs).any()):
         raise FloatingPointError("evaluation gave NaN class probabilities: the step function returned NaN "
                                  "logits (or halting logits) for some samples")
-    return Output(probs=probs, steps=steps)
+    return Output(probs=probs, steps=steps, early_exit=not fell_back)
+
+
+def _synchronize(like: torch.Tensor) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so that a timing is the work's."""
+    if like.is_cuda:
+        torch.cuda.synchronize(like.device)
 
 
 @torch.no_grad()
@@ -352,7 +398,7 @@ def _evaluate_unrolled(step: Step, state: State, halting: Halting, generator: to
     if bool(torch.isnan(probs).any()):
         raise FloatingPointError("evaluation gave NaN class probabilities: the step function returned NaN "
                                  "logits (or halting logits) for some samples")
-    return Output(probs=probs, steps=steps)
+    return Output(probs=probs, steps=steps, early_exit=False)
 
 
 def run(step: Step, state: State, halting: Halting, *, target: torch.Tensor | None = None,

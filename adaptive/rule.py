@@ -136,6 +136,11 @@ class HaltingRule:
         (k, C) class probabilities of the rows a (b,) mask selects (only halted rows are asked)."""
         raise NotImplementedError
 
+    @property
+    def decides(self) -> bool:
+        """Whether the rule defines ``decide``: ``early_exit="auto"`` can fall back only to a rule that does."""
+        return type(self).decide is not HaltingRule.decide
+
     def decide(self, logits: torch.Tensor, h: torch.Tensor, halting,
                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """What ``halt`` decides, for a batch whose steps were all computed: per-step logits

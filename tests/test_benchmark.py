@@ -17,6 +17,7 @@ def test_benchmark_measures_every_mechanism(tmp_path):
         assert 1 <= row["mean_steps"] <= 4 and row["ideal_speedup"] == pytest.approx(4 / row["mean_steps"])
     assert result["evaluation"][0]["mean_steps"] == 4          # fixed runs every step
     assert all(isinstance(r["early_exit_pays"], bool) and r["unrolled_speedup"] > 0 for r in result["evaluation"])
+    assert all(r["auto_speedup"] > 0 and 0 <= r["auto_fell_back"] <= 1 for r in result["evaluation"])
     assert all(r["mean_steps"] < 4 for r in result["evaluation"][1:])   # the others exit early
     assert result["parameters"]["max_steps"] == 4 and result["parameters"]["bf16"] is False
     for row in result["training"]:

@@ -53,9 +53,9 @@ def test_dact_early_exit_saves_steps_on_some_model():
 def test_halted_samples_cost_nothing(method):
     model, x, _ = model_and_batch(3, halt_bias=0.5)
     counting = CountingStep(model.step)
-    out = loop.run(counting, model.initial_state(x), loop.Halting(method, 8), training=False,
+    out = loop.run(counting, model.initial_state(x), loop.Halting(method, 8, early_exit=True), training=False,
                    generator=torch.Generator().manual_seed(0))
-    assert counting.rows == int(out.steps.sum())
+    assert counting.rows == int(out.steps.sum()) and out.early_exit
     assert out.steps.float().mean() < 8, "no sample halted early; the test needs a model that halts"
 
 
@@ -308,8 +308,43 @@ def test_evaluation_without_early_exit_decides_as_early_exit_does(method, mode):
     assert torch.allclose(outputs[0].probs, outputs[1].probs, atol=1e-6, rtol=0)
 
 
-def test_early_exit_must_be_a_bool():
-    with pytest.raises(ValueError, match="early_exit must be True or False, got 'no'"):
+@pytest.mark.parametrize("method, mode", [("act", "thresholded"), ("dact", "thresholded"), ("pact", "relaxed"),
+                                          ("pondernet", "thresholded")])
+@pytest.mark.parametrize("share, falls_back", [(0.0, True), (float("inf"), False)])
+def test_auto_early_exit_falls_back_to_every_step_with_the_same_answers(method, mode, share, falls_back,
+                                                                       monkeypatch):
+    """early_exit="auto" falls back after step 2 where the bookkeeping costs more than BOOKKEEPING_SHARE of
+    the step (0: always, inf: never); either way the steps and answers are early exit's, and
+    Output.early_exit says which ran. A run that fell back computes every remaining step for the rows
+    still running after step 2."""
+    monkeypatch.setattr(loop, "BOOKKEEPING_SHARE", share)
+    model, x, _ = model_and_batch(3, batch=256, halt_bias=0.5)
+    counting = CountingStep(model.step)
+    auto, exact = [loop.run(step, model.initial_state(x), loop.Halting(method, 8, tau=0.01, eval_mode=mode,
+                                                                       early_exit=early_exit),
+                            training=False, generator=torch.Generator().manual_seed(1))
+                   for step, early_exit in ((counting, "auto"), (model.step, True))]
+    assert torch.equal(auto.steps, exact.steps)
+    assert torch.allclose(auto.probs, exact.probs, atol=1e-6, rtol=0)
+    assert auto.early_exit is not falls_back and exact.early_exit
+    last = int(exact.steps.max()) if method == "act" else 8      # ACT stops unrolling once every sample halted
+    expected = (len(x) + int((exact.steps >= 2).sum()) + int((exact.steps > 2).sum()) * (last - 2) if falls_back
+                else int(exact.steps.sum()))
+    assert counting.rows == expected
+
+
+def test_auto_early_exit_keeps_early_exit_for_discrete_draws(monkeypatch):
+    """Discrete draws differ between early exit and every step, so "auto" never switches between them."""
+    monkeypatch.setattr(loop, "BOOKKEEPING_SHARE", 0.0)
+    model, x, _ = model_and_batch(3, batch=64, halt_bias=0.5)
+    outputs = [loop.run(model.step, model.initial_state(x), loop.Halting("pondernet", 8, eval_mode="discrete",
+                                                                          early_exit=early_exit),
+                        training=False, generator=torch.Generator().manual_seed(1)) for early_exit in ("auto", True)]
+    assert outputs[0].early_exit and torch.equal(outputs[0].steps, outputs[1].steps)
+
+
+def test_early_exit_must_be_a_bool_or_auto():
+    with pytest.raises(ValueError, match="early_exit must be True, False or 'auto', got 'no'"):
         loop.Halting("act", 4, early_exit="no")
 
 
@@ -322,7 +357,7 @@ def test_compacting_later_changes_neither_answers_nor_steps_nor_draws(method, mo
     outputs, computed = [], []
     for compact_at in (0.0, 0.3, 0.9):
         counting = CountingStep(model.step)
-        halting = loop.Halting(method, 8, tau=0.01, eval_mode=mode, compact_at=compact_at)
+        halting = loop.Halting(method, 8, tau=0.01, eval_mode=mode, compact_at=compact_at, early_exit=True)
         outputs.append(loop.run(counting, model.initial_state(x), halting, training=False,
                                 generator=torch.Generator().manual_seed(1)))
         computed.append(counting.rows)
