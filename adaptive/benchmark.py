@@ -26,9 +26,9 @@ what Python costs:
 Timings alternate between the variants within one run, so machine noise hits
 all of them alike (``adaptive.infra.benchmarking.interleaved``: ``repeats``
 rounds, each timing at least ``min_seconds`` of repeated calls). A time is the
-fastest round's; each ratio is that of the fastest rounds, reported with its
+median round's; each ratio is that of the median rounds, reported with its
 spread, the interquartile range of the round-by-round ratios relative to their
-median. Run::
+median (``adaptive.infra.benchmarking.ratio`` says why the median). Run::
 
     python -m adaptive.benchmark            # full size (width 2048, batch 512, L = 8)
     python -m adaptive.benchmark --quick    # a small, fast version
@@ -36,6 +36,7 @@ median. Run::
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +87,7 @@ class WideStep(nn.Module):
 
 
 @flush_denormals()                  # as training does; see its docstring
-def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: int = 5,
+def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: int = 15,
             device: str = "cpu", seed: int = 0, bf16: bool = False, min_seconds: float = 0.05) -> dict:
     """Run both measurements; returns a dict with the parameters and two tables.
 
@@ -172,7 +173,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
     training_rows = []
     for name in train_fns:
         to_plain, spread = ratio(seconds[f"train {name}"], seconds["train plain"])
-        training_rows.append({"mechanism": name, "ms_per_update": 1000 * min(seconds[f"train {name}"]),
+        training_rows.append({"mechanism": name, "ms_per_update": 1000 * statistics.median(seconds[f"train {name}"]),
                               "ratio_to_plain": to_plain, "ratio_spread": spread})
     eval_rows = []
     for name, (_, result) in eval_fns.items():
@@ -185,7 +186,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
         lazy = ratio(seconds["eval fixed"], seconds[f"lazy {name}"])[0] if name in lazy_fns else 1.0
         auto, auto_spread = ratio(seconds["eval fixed"], seconds[f"auto {name}"]) if name in auto_fns else (1.0, 0.0)
         auto_calls = auto_fns[name][1] if name in auto_fns else {"calls": 1, "fell_back": 0}
-        eval_rows.append({"mechanism": name, "ms_per_batch": 1000 * min(seconds[f"eval {name}"]),
+        eval_rows.append({"mechanism": name, "ms_per_batch": 1000 * statistics.median(seconds[f"eval {name}"]),
                           "mean_steps": mean_steps, "ideal_speedup": ideal, "achievable_speedup": achievable,
                           "realised_speedup": realised, "realised_spread": realised_spread,
                           "fraction_of_ideal": realised / ideal, "fraction_of_achievable": of_achievable,
@@ -220,8 +221,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-QUICK = {"width": 256, "batch": 128, "repeats": 5}
-FULL = {"width": 2048, "batch": 512, "repeats": 5}
+QUICK = {"width": 256, "batch": 128, "repeats": 15}
+FULL = {"width": 2048, "batch": 512, "repeats": 15}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=None, help="width of the step (default 2048; --quick: 256)")
     parser.add_argument("--batch", type=int, default=None, help="samples per batch (default 512; --quick: 128)")
     parser.add_argument("--max-steps", type=int, default=8, help="L, the steps of every run")
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds (default 5)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds (default 15)")
     parser.add_argument("--min-seconds", type=float, default=0.05, help="the least time one timing lasts")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the step (CUDA only)")

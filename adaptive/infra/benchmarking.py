@@ -6,7 +6,10 @@ Timings that must hold on a busy machine come from ``interleaved``: every varian
 once per round, the rounds alternate the variants, and each timing repeats its call for at
 least ``min_seconds`` (as ``torch.utils.benchmark``'s blocked autorange does), so a burst of
 load from elsewhere hits all variants alike. ``ratio`` reports the ratio of two variants'
-fastest rounds with the spread of the round-by-round ratios next to it.
+median rounds with the spread of the round-by-round ratios next to it. The median, not the
+fastest round: on a shared 2-core machine a variant's rounds spread over about half its time,
+and the fastest of them is the rarest event, so it moved by 30-65 % between two runs of the
+quick benchmark, where the ratio of medians of the same rounds moved by 9-17 %.
 
 On Linux, glibc hands large freed blocks back to the system and the next allocation of that
 size pays page faults for them again; how often depends on what ran before, so one variant can
@@ -109,8 +112,9 @@ def interleaved(calls: dict[str, Callable[[], object]], rounds: int = 7, device:
 
 
 def ratio(numerator: list[float], denominator: list[float]) -> tuple[float, float]:
-    """``min(numerator) / min(denominator)`` and its spread: the interquartile range of the
+    """``median(numerator) / median(denominator)`` and its spread: the interquartile range of the
     round-by-round ratios, relative to their median (0.02: the rounds agree within about 2 %)."""
     per_round = sorted(a / b for a, b in zip(numerator, denominator))
     quartiles = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else per_round * 3
-    return min(numerator) / min(denominator), (quartiles[2] - quartiles[0]) / statistics.median(per_round)
+    return (statistics.median(numerator) / statistics.median(denominator),
+            (quartiles[2] - quartiles[0]) / statistics.median(per_round))

@@ -224,8 +224,10 @@ def sparsity_sweep(quick: bool = False, device: str = "cpu", seed: int = 0, roun
             rows.append({"map_size": side, "channels": channels, "batch": batch, "block": sparse.BLOCK,
                          "active_fraction": (mask > 0).float().mean().item(), "computed_fraction": computed,
                          "path": "blocks" if sparse.uses_blocks(mask, sparse.BLOCK, break_even) else "dense",
-                         "dense_seconds": min(times["dense"]), "sparse_seconds": min(times["sparse"]),
-                         "blocks_seconds": min(times["blocks"]), "ratio": sparse_ratio, "spread": sparse_spread,
+                         "dense_seconds": statistics.median(times["dense"]),
+                         "sparse_seconds": statistics.median(times["sparse"]),
+                         "blocks_seconds": statistics.median(times["blocks"]),
+                         "ratio": sparse_ratio, "spread": sparse_spread,
                          "blocks_ratio": blocks_ratio, "blocks_spread": blocks_spread})
     config = dict(quick=quick, device=str(device), threads=torch.get_num_threads(), rounds=rounds,
                   min_seconds=min_seconds, seed=seed, block=sparse.BLOCK, break_even=sparse.BREAK_EVEN,
