@@ -57,6 +57,23 @@ def test_each_method_trains_and_reports_a_results_row(root, tmp_path, method, ga
     assert written["runs"][0]["accuracy"] == row["accuracy"] and written["parameters"]["method"] == method
 
 
+def test_train_many_in_two_processes_gives_each_run_alone_in_order(root, tmp_path):
+    configs = [tiny(root, method="dact"), tiny(root, method="fixed", max_steps=2)]
+    rows = clevr_train.train_many([(config, tmp_path / "many" / str(i)) for i, config in enumerate(configs)],
+                                  workers=2)
+    assert [(row["method"], row["max_steps"]) for row in rows] == [("dact", 3), ("fixed", 2)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                        # as in a worker
+    try:
+        alone = [clevr_train.train(config, tmp_path / "alone" / str(i), progress=False)
+                 for i, config in enumerate(configs)]
+    finally:
+        torch.set_num_threads(threads)
+    assert [row["accuracy"] for row in rows] == [row["accuracy"] for row in alone]
+    assert [row["curve"][-1]["train_loss"] for row in rows] == pytest.approx(
+        [row["curve"][-1]["train_loss"] for row in alone], rel=1e-5)
+
+
 def test_command_line_runs_the_same_training(root, tmp_path):
     row = clevr_train.main(["--data-root", str(root), "--method", "act", "--tau", "0.01", "--max-steps", "3",
                             "--width", "16", "--embed-dim", "8", "--batch-size", "16", "--epochs", "1",

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from .. import _checks, loop
-from ..infra import checkpoint, cli, distributed, results, seeding
+from ..infra import checkpoint, cli, distributed, pool, results, seeding
 from ..infra.distributed import Context
 from ..infra.trainer import Trainer
 from ..numerics import flush_denormals
@@ -515,6 +515,15 @@ def _train(config: MacConfig, folder: Path | None, progress: bool, checkpoint_ev
     if folder is not None and context.is_main:
         results.write(folder / RESULT, asdict(config), [row])
     return row
+
+
+def train_many(runs: list[tuple[MacConfig, str | os.PathLike]], workers: int = 1) -> list[dict]:
+    """Train several (config, checkpoint_dir) pairs on the CPU, ``workers`` processes at a time
+    (``adaptive.infra.pool.train_many``).
+
+    Rows come back in the order of ``runs``; finished runs are read from their checkpoints.
+    """
+    return pool.train_many(train, runs, workers)
 
 
 def load_trained(path: str | os.PathLike, device: str = "cpu") -> tuple[MAC, MacConfig, questions.Vocab]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -110,6 +112,22 @@ def map_in_processes(function: Callable, items: Iterable, workers: int = 1, desc
                 bar.update(1)
             return results
         return _map_in_workers(function, items, workers, bar)
+
+
+def train_many(train: Callable, runs: Iterable[tuple[object, str | Path]], workers: int = 1) -> list[dict]:
+    """Each (config, checkpoint_dir) of ``runs`` trained by ``train(config, checkpoint_dir, progress=False)``,
+    ``workers`` processes at a time; the rows in the order of ``runs``.
+
+    ``train`` is a chapter's trainer (``adaptive.clevr.train.train``, ``adaptive.spatial.train.train``),
+    a module-level function; a run that has finished is read from its checkpoint, not trained again.
+    """
+    return map_in_processes(functools.partial(_train_quietly, train),
+                            [(config, str(folder)) for config, folder in runs], workers)
+
+
+def _train_quietly(train: Callable, run: tuple[object, str]) -> dict:
+    config, folder = run
+    return train(config, folder, progress=False)
 
 
 def _name_the_item(error: Exception, position: int, item) -> None:

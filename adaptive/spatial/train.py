@@ -410,16 +410,11 @@ def _train(config: SpatialConfig, folder: Path | None, context, progress: bool, 
 
 def train_many(runs: list[tuple[SpatialConfig, str | Path]], workers: int = 1) -> list[dict]:
     """Train several (config, checkpoint_dir) pairs on the CPU, ``workers`` processes at a time
-    (``adaptive.infra.pool``).
+    (``adaptive.infra.pool.train_many``).
 
     Rows come back in the order of ``runs``; finished runs are read from their checkpoints.
     """
-    return pool.map_in_processes(_train_quietly, [(config, str(folder)) for config, folder in runs], workers)
-
-
-def _train_quietly(run: tuple[SpatialConfig, str]) -> dict:
-    config, folder = run
-    return train(config, folder, progress=False)
+    return pool.train_many(train, runs, workers)
 
 
 def _initialise_from(model: spatial.AdaptiveResNet, path: str) -> None:
