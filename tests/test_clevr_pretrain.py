@@ -1,5 +1,6 @@
 """Chapter 5's pretrained MAC: a recipe trained by the package's trainer, recorded, evaluated and fine-tuned from."""
 import dataclasses
+import shutil
 
 import pytest
 import torch
@@ -98,3 +99,28 @@ def test_more_epochs_continue_the_shipped_checkpoint(recorded, tiny, tmp_path):
     again = pretrain.train(tiny, epochs=2, checkpoint_dir=tmp_path / "s", directory=directory, record=False,
                            progress=False, data_prefix=prefix, from_scratch=True)
     assert [point["val_accuracy"] for point in again["curve"]] == [point["val_accuracy"] for point in longer["curve"]]
+
+
+def test_a_recipe_that_starts_from_another_fine_tunes_its_shipped_file(tmp_path, tiny, monkeypatch):
+    more = dataclasses.replace(TINY, description="tiny, continued", starts_from=tiny)
+    monkeypatch.setitem(pretrain.RECIPES, "more", more)
+    assert more.mac_config(directory=tmp_path).init_from == str(tmp_path / "clevr" / "tiny-seed0.pt")
+    with pytest.raises(ValueError, match="tiny"):            # not recorded there: refused before any compute
+        pretrain.train("more", checkpoint_dir=tmp_path / "checkpoints", directory=tmp_path, progress=False,
+                       data_prefix=str(tmp_path / "data"))
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_a_continued_recipe_starts_from_the_recorded_ema_weights(recorded, tiny, tmp_path, monkeypatch):
+    _, directory, prefix = recorded
+    shutil.copytree(directory, tmp_path / "pretrained")
+    monkeypatch.setitem(pretrain.RECIPES, "more", dataclasses.replace(TINY, starts_from=tiny))
+    pretrain.train("more", checkpoint_dir=tmp_path / "checkpoints", directory=tmp_path / "pretrained",
+                   progress=False, data_prefix=prefix)
+    start = tmp_path / "pretrained" / "clevr" / "tiny-seed0.pt"
+    entry = pretrained.manifest(tmp_path / "pretrained")[pretrain.entry_name("more")]
+    assert entry["config"]["init_from"] == str(start)
+    payload, _ = pretrained.load(pretrain.entry_name("more"), tmp_path / "pretrained")
+    assert payload["init"]["path"] == str(start) and payload["init"]["missing"] == []
+    assert pretrained.verify(tmp_path / "pretrained") == []

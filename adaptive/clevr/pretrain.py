@@ -51,14 +51,19 @@ class Recipe:
         description: what the model is, in one line.
         data: ``minigen`` settings: ``train`` and ``val`` images, ``questions_per_image``,
             ``seed`` and ``features``.
-        config: the ``MacConfig`` fields (all but ``data_root``, which the data gives).
+        config: the ``MacConfig`` fields (all but ``data_root``, which the data gives, and
+            ``init_from``, which ``starts_from`` gives).
         threads: the torch CPU threads it trains on (float rounding depends on them).
+        starts_from: another recipe whose shipped model this one starts from (its EMA weights,
+            with a fresh optimiser and schedule: ``MacConfig.init_from``), e.g. to continue it on
+            more data; None: a fresh initialisation.
     """
 
     description: str
     data: dict
     config: dict
     threads: int = 2
+    starts_from: str | None = None
 
     def data_root(self, prefix: str = DATA_PREFIX) -> Path:
         """The data's folder, named as chapter 5 names it: one folder per generator setting."""
@@ -76,10 +81,14 @@ class Recipe:
         ours, theirs = settings(self.mac_config(prefix=prefix)), settings(config)
         return [f"{key}: {theirs[key]!r} != {ours[key]!r}" for key in ours if theirs[key] != ours[key]]
 
-    def mac_config(self, epochs: int | None = None, prefix: str = DATA_PREFIX) -> MacConfig:
-        """The run's ``MacConfig``; ``epochs`` trains only the first ``epochs``."""
+    def mac_config(self, epochs: int | None = None, prefix: str = DATA_PREFIX,
+                   directory: str | Path = pretrained.DIRECTORY) -> MacConfig:
+        """The run's ``MacConfig``; ``epochs`` trains only the first ``epochs``; ``directory``: the
+        pretrained folder that holds the model named by ``starts_from``."""
         length = {} if epochs is None else {"epochs": _checks.positive_int("epochs", epochs)}
-        return MacConfig(data_root=str(self.data_root(prefix)), **{**self.config, **length})
+        start = {} if self.starts_from is None else {
+            "init_from": str(Path(directory) / f"{entry_name(self.starts_from)}.pt")}
+        return MacConfig(data_root=str(self.data_root(prefix)), **{**self.config, **start, **length})
 
 
 RECIPES = {
@@ -88,6 +97,14 @@ RECIPES = {
         data={"train": 6000, "val": 500, "questions_per_image": 10, "seed": 0, "features": "attributes"},
         config={"method": "fixed", "max_steps": 12, "width": 64, "embed_dim": 64, "stem_stride": 2, "lr": 1e-3,
                 "ema": 0.99, "dropout": {key: 0.0 for key in DROPOUT}, "epochs": 21, "seed": 0}),
+    # mac12 memorised its 60,000 questions (95.8 % of them answered, 86.7 % of new ones): the same
+    # MAC continued on four times the images, whose first 6,000 and validation set are mac12's
+    "mac12-24k": Recipe(
+        description="mac12 continued on 24,000 mini-CLEVR images (240,000 questions), the first 6,000 its own",
+        data={"train": 24000, "val": 500, "questions_per_image": 10, "seed": 0, "features": "attributes"},
+        config={"method": "fixed", "max_steps": 12, "width": 64, "embed_dim": 64, "stem_stride": 2, "lr": 5e-4,
+                "ema": 0.99, "dropout": {key: 0.0 for key in DROPOUT}, "epochs": 3, "seed": 0},
+        starts_from="mac12"),
 }
 
 
@@ -150,7 +167,9 @@ def train(name: str, epochs: int | None = None, checkpoint_dir: str | Path = "bu
         from_scratch: never start from the shipped checkpoint.
     """
     recipe = recipe_named(name)
-    config = recipe.mac_config(epochs, data_prefix)
+    config = recipe.mac_config(epochs, data_prefix, directory)
+    if recipe.starts_from is not None:
+        model_path(recipe.starts_from, directory)                          # there, its hash checked
     make_data(name, config.data_root)
     folder = Path(checkpoint_dir) / name
     shipped = pretrained.manifest(directory).get(entry_name(name))
