@@ -54,6 +54,8 @@ def test_the_shipped_weights_are_the_trained_ema_and_evaluate_to_the_trained_acc
     assert evaluated["accuracy"] == row["accuracy"] and evaluated["family_accuracy"] == row["family_accuracy"]
     assert evaluated["pretrained"]["name"] == pretrain.entry_name(tiny)
     assert evaluated["curve"] == row["curve"]
+    elsewhere = pretrain.evaluate_pretrained(tiny, directory, data_root=TINY.data_root(prefix))   # the same folder
+    assert elsewhere["accuracy"] == row["accuracy"]
 
 
 @pytest.mark.slow

@@ -10,14 +10,18 @@ build and fine-tunes from it; ``-p retrain True`` trains it again.
 
 A recipe fixes everything the model depends on: the mini-CLEVR data (generated from a seed by
 ``adaptive.clevr.minigen``, so the data is remade, not shipped), every ``MacConfig`` field and
-the torch threads. The shipped file is the run's whole checkpoint (``adaptive.clevr.train``'s:
-weights, their moving average, optimiser, schedule, curve): ``load_trained`` reads it,
+the torch threads, and ``starts_from`` may name the recipe whose shipped model it continues:
+chapter 5 fine-tunes from ``mac12-24k``, which is ``mac12`` continued on four times the images
+(``mac12`` had memorised its 60,000 questions). The shipped file is the run's whole
+checkpoint (``adaptive.clevr.train``'s: weights, their moving average, optimiser, schedule,
+curve): ``load_trained`` reads it,
 ``MacConfig(init_from=...)`` fine-tunes from it, and training to more epochs continues it.
 Training resumes from ``--checkpoint-dir`` epoch by epoch, and ``--epochs N`` stops after N
 epochs, which are the first N of any longer run (the learning-rate schedule follows the
 validation accuracy, not the planned length). Run::
 
     python -m adaptive.clevr.pretrain mac12                  # train (or continue) and record it
+    python -m adaptive.clevr.pretrain mac12-24k              # then continue it on 24,000 images
     python -m adaptive.clevr.pretrain mac12 --epochs 60      # continue the shipped model to 60 epochs
     python -m adaptive.clevr.pretrain mac12 --from-scratch --epochs 1 --directory /tmp/p   # its first epoch
 """
@@ -203,22 +207,27 @@ def load_model(name: str, directory: str | Path = pretrained.DIRECTORY, device: 
     return mac, config, vocab, entry
 
 
-def evaluate_pretrained(name: str, directory: str | Path = pretrained.DIRECTORY, device: str = "cpu") -> dict:
+def evaluate_pretrained(name: str, directory: str | Path = pretrained.DIRECTORY, device: str = "cpu",
+                        data_root: str | Path | None = None) -> dict:
     """The recorded MAC evaluated now on its validation questions (per-question early exit, as
     ``train`` evaluates); a results row as ``train`` returns it, with its curve and training time
     from the manifest and ``"pretrained"``: the entry's name and commit.
 
+    ``data_root`` evaluates it on that folder's validation questions instead of generating the
+    recipe's data (mac12-24k on chapter 5's 6,000-image folder, whose validation set is its own).
+
     Raises:
-        ValueError: the data the recipe names was generated differently (its vocabulary is not
-            the model's).
+        ValueError: the data was generated differently (its vocabulary is not the model's).
     """
     device = _checks.device(device)
     mac, config, vocab, entry = load_model(name, directory, str(device))
-    make_data(name, config.data_root)
-    data_vocab, _, val_set = load_data(config)
+    if data_root is None:
+        make_data(name, config.data_root)
+    data_config = config if data_root is None else dataclasses.replace(config, data_root=str(data_root))
+    data_vocab, _, val_set = load_data(data_config)
     if (data_vocab.tokens, data_vocab.answers) != (vocab.tokens, vocab.answers):
-        raise ValueError(f"the data in {config.data_root} is not the data {entry_name(name)} was trained on (the "
-                         f"vocabularies differ); delete the folder to generate it again")
+        raise ValueError(f"the data in {data_config.data_root} is not the data {entry_name(name)} was trained on "
+                         f"(the vocabularies differ); delete the folder to generate it again")
     loader = dataset.make_loader(val_set, batch_size=config.batch_size, shuffle=False)
     evaluation = evaluate(mac, loader, config.halting(), vocab, Context(device=device))
     state = {"curve": entry["curve"], "epoch": len(entry["curve"]), "seconds": entry["train_seconds"],
