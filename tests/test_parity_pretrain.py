@@ -1,5 +1,4 @@
 """Chapter 3's pretrained grids (adaptive.parity.pretrain): recorded, verified, evaluated, and reproducible."""
-import math
 import shlex
 from collections import defaultdict
 from pathlib import Path
@@ -63,18 +62,19 @@ def shipped_grids() -> dict[str, dict[str, dict]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("grid", sorted(shipped_grids()))
 def test_retraining_from_the_recorded_command_repeats_the_first_evaluation(grid, tmp_path):
-    """The recorded command, cut to its first evaluations: bit for bit on the machine that trained the models,
-    to float rounding elsewhere (CPU kernels and thread layouts round differently)."""
+    """The recorded command, cut to its first evaluations, repeats the recorded curve bit for bit on the machine
+    that trained the models. Elsewhere it cannot: CPU kernels and thread layouts round differently, and parity's
+    chaotic escape from the loss plateau amplifies it (on an Intel Xeon, AVX512, first16's ACT seed 0 had a
+    training loss of 0.17 after 1000 updates, against 0.27 recorded where it was trained), so there the
+    test is skipped, naming both machines."""
     entries = shipped_grids()[grid]
     first = next(iter(entries.values()))
+    if not all(pretrained.same_machine(entry) for entry in entries.values()):
+        pytest.skip(f"{grid} was recorded on {first['machine']}, this is {pretrained.machine()}: its digits differ")
     updates = first["config"]["eval_every"]                     # the first point of every curve
     rows = pretrain.train(grid, updates=updates, checkpoint_dir=tmp_path / "c", record=False)
     for config in pretrain.grid_named(grid).configs(updates):
         entry, curve = entries[pretrain.name_of(grid, config)], pretrain.row_of(rows, config)["curve"]
         recorded = [point for point in entry["curve"] if point["update"] <= updates]
         assert len(curve) == len(recorded) == 1
-        if pretrained.same_machine(entry):
-            assert curve == recorded
-        else:
-            for ours, theirs in zip(curve, recorded):
-                assert math.isclose(ours["train_loss"], theirs["train_loss"], rel_tol=1e-3), (ours, theirs)
+        assert curve == recorded

@@ -76,11 +76,24 @@ def commit() -> str:
     return head + ("+dirty" if changes else "")
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else ``platform.processor()``): kernels of one
+    instruction set round differently on an AMD EPYC and on an Intel Xeon."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine() -> dict:
     """What decides float rounding on a CPU, beyond the command (which fixes the threads a run uses):
-    torch's version, the vector instructions its kernels use, the processor."""
+    torch's version, the vector instructions its kernels use, the processor and its model. (Entries
+    recorded before the model was added lack it, so they count as from another machine.)"""
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "processor": platform.machine()}
+            "processor": platform.machine(), "cpu": _cpu_model()}
 
 
 def same_machine(entry: dict) -> bool:
