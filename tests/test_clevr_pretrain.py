@@ -126,3 +126,9 @@ def test_a_continued_recipe_starts_from_the_recorded_ema_weights(recorded, tiny,
     payload, _ = pretrained.load(pretrain.entry_name("more"), tmp_path / "pretrained")
     assert payload["init"]["path"] == str(start) and payload["init"]["missing"] == []
     assert pretrained.verify(tmp_path / "pretrained") == []
+
+
+def test_a_continued_curve_numbers_the_second_stage_after_the_first():
+    first = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.6}]
+    second = [{"epoch": 1, "val_accuracy": 0.7}]
+    assert pretrain.continued_curve(first, second) == [*first, {"epoch": 3, "val_accuracy": 0.7}]

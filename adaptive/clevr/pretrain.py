@@ -194,6 +194,11 @@ def train(name: str, epochs: int | None = None, checkpoint_dir: str | Path = "bu
     return row
 
 
+def continued_curve(first: list[dict], second: list[dict]) -> list[dict]:
+    """One learning curve of two stages: ``second``'s epochs renumbered to continue ``first``'s."""
+    return first + [{**row, "epoch": row["epoch"] + len(first)} for row in second]
+
+
 def model_path(name: str, directory: str | Path = pretrained.DIRECTORY) -> tuple[Path, dict]:
     """The recorded model's file, its hash checked (``MacConfig(init_from=...)`` reads it), and its entry."""
     _, entry = pretrained.load(entry_name(name), directory)
