@@ -107,7 +107,7 @@ RECIPES = {
         description="mac12 continued on 24,000 mini-CLEVR images (240,000 questions), the first 6,000 its own",
         data={"train": 24000, "val": 500, "questions_per_image": 10, "seed": 0, "features": "attributes"},
         config={"method": "fixed", "max_steps": 12, "width": 64, "embed_dim": 64, "stem_stride": 2, "lr": 5e-4,
-                "ema": 0.99, "dropout": {key: 0.0 for key in DROPOUT}, "epochs": 5, "seed": 0},
+                "ema": 0.99, "dropout": {key: 0.0 for key in DROPOUT}, "epochs": 8, "seed": 0},
         starts_from="mac12"),
 }
 
