@@ -153,7 +153,7 @@ def test_resuming_with_another_configuration_is_refused_listing_differences(root
     with pytest.raises(ValueError, match=r"tau: checkpoint has 0\.01, this run has 0\.02"):
         clevr_train.train(tiny(root, tau=0.02), tmp_path, progress=False)
     unresumable = {f for f in tiny(root).__dataclass_fields__} - set(clevr_train.RESUMABLE)
-    assert set(tiny(root).comparable()) == unresumable - {"dataset"}       # CLEVR's default is left out
+    assert set(tiny(root).comparable()) == unresumable - {"dataset", "coordinates"}    # defaults left out
 
 
 def test_fine_tuning_starts_from_the_pretrained_ema_weights(root, tmp_path):
@@ -172,6 +172,20 @@ def test_fine_tuning_starts_from_the_pretrained_ema_weights(root, tmp_path):
         clevr_train.train(tiny(root, width=24, init_from=config.init_from), tmp_path / "wide", progress=False)
     with pytest.raises(ValueError, match="init_from"):
         clevr_train.train(tiny(root, init_from=str(tmp_path / "none.pt")), tmp_path / "none", progress=False)
+
+
+def test_a_model_with_coordinates_starts_as_the_model_without_it_was_trained_from(root, tmp_path):
+    clevr_train.train(tiny(root, method="fixed"), tmp_path / "pre", progress=False)
+    start = str(tmp_path / "pre" / clevr_train.CHECKPOINT)
+    config = tiny(root, method="fixed", coordinates=True, lr=1e-12, init_from=start)
+    row = clevr_train.train(config, tmp_path / "coords", progress=False)
+    assert row["init"]["widened"] == ["stem.0.weight"] and row["init"]["missing"] == []
+    before, _, _ = clevr_train.load_trained(start)
+    after, loaded, _ = clevr_train.load_trained(tmp_path / "coords" / clevr_train.CHECKPOINT)
+    assert loaded.coordinates and after.stem[0].in_channels == before.stem[0].in_channels + 2
+    tokens, lengths, features = torch.randint(1, 5, (4, 6)), torch.full((4,), 6), torch.rand(4, 3, 8, 8)
+    knowledge = [model.initial_state(tokens, lengths, features)["knowledge"] for model in (before, after)]
+    assert torch.allclose(*knowledge, atol=1e-6)           # the positions' weights start at zero
 
 
 def test_two_processes_train_data_parallel_and_rank_0_writes(root, tmp_path):

@@ -91,8 +91,20 @@ def test_more_steps_than_the_model_has_are_refused():
                  training=False)
 
 
+def test_coordinates_are_two_more_stem_channels_of_column_and_row():
+    maps = mac.coordinate_maps(torch.zeros(2, 3, 4, 5))                  # (B, 2, H, W)
+    assert maps.shape == (2, 2, 4, 5)
+    assert torch.equal(maps[0, 0, 0], torch.linspace(-1, 1, 5))                 # columns along a row
+    assert torch.equal(maps[0, 1, :, 0], torch.linspace(-1, 1, 4))              # rows along a column
+    model, tokens, lengths, features = tiny(coordinates=True)
+    assert model.stem[0].in_channels == 5
+    state = model.initial_state(tokens, lengths, features)
+    assert state["knowledge"].shape == (6, 16, 16)                        # 4 x 4 cells after the stride-2 stem
+
+
 @pytest.mark.parametrize("kwargs, name", [(dict(width=15), "width"), (dict(max_steps=0), "max_steps"),
-                                          (dict(dropout={"memroy": 0.1}), "dropout")])
+                                          (dict(dropout={"memroy": 0.1}), "dropout"),
+                                          (dict(coordinates=1), "coordinates")])
 def test_bad_settings_name_the_parameter(kwargs, name):
     settings = dict(vocab_size=30, num_answers=7, feature_channels=3, width=16) | kwargs
     with pytest.raises(ValueError, match=name):

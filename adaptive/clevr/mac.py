@@ -46,6 +46,21 @@ from .. import _checks
 DROPOUT = {"stem": 0.18, "question": 0.08, "memory": 0.15, "read": 0.15, "output": 0.15}
 
 
+def coordinate_maps(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) features -> (B, 2, H, W): each cell's column and row, from -1 to 1.
+
+    The knowledge base of a convolutional stem knows what is in a cell but hardly where the cell
+    is (only cells near the border see the padding), so that "left of the cube" cannot be read
+    off it. Relation Networks (Santoro et al. 2017) and FiLM (Perez et al. 2018) append these
+    two maps to CLEVR's features; CoordConv (Liu et al. 2018) studies why they help.
+    """
+    batch, _, height, width = features.shape
+    rows = torch.linspace(-1, 1, height, device=features.device, dtype=features.dtype)      # (H,)
+    columns = torch.linspace(-1, 1, width, device=features.device, dtype=features.dtype)    # (W,)
+    grid = torch.stack(torch.meshgrid(columns, rows, indexing="xy"))                         # (2, H, W)
+    return grid.expand(batch, -1, -1, -1)
+
+
 class MAC(nn.Module):
     """MAC with per-step answers and a halting unit on the control.
 
@@ -59,12 +74,13 @@ class MAC(nn.Module):
         embed_dim: word embedding size.
         gate: use the memory gate in the write unit.
         stem_stride: stride of the stem's first convolution (2 halves H and W).
+        coordinates: give the stem each cell's position as two more channels (``coordinate_maps``).
         dropout: drop probabilities, keys of ``DROPOUT``; missing keys keep the default.
     """
 
     def __init__(self, vocab_size: int, num_answers: int, feature_channels: int, width: int = 512,
                  max_steps: int = 12, embed_dim: int = 300, gate: bool = False, stem_stride: int = 1,
-                 dropout: dict | None = None):
+                 coordinates: bool = False, dropout: dict | None = None):
         super().__init__()
         for name, value in [("vocab_size", vocab_size), ("num_answers", num_answers),
                             ("feature_channels", feature_channels), ("max_steps", max_steps),
@@ -76,12 +92,14 @@ class MAC(nn.Module):
         if unknown:
             raise ValueError(f"dropout keys must be among {sorted(DROPOUT)}, got {sorted(unknown)}")
         self.drop = {**DROPOUT, **(dropout or {})}
-        self.width, self.max_steps, self.gate = width, max_steps, gate
+        if not isinstance(coordinates, bool):
+            raise ValueError(f"coordinates must be True or False, got {coordinates!r}")
+        self.width, self.max_steps, self.gate, self.coordinates = width, max_steps, gate, coordinates
         # input unit
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.encoder = nn.LSTM(embed_dim, width // 2, batch_first=True, bidirectional=True)
         self.stem = nn.Sequential(
-            nn.Conv2d(feature_channels, width, 3, stride=stem_stride, padding=1), nn.ELU(),
+            nn.Conv2d(feature_channels + 2 * coordinates, width, 3, stride=stem_stride, padding=1), nn.ELU(),
             nn.Conv2d(width, width, 3, padding=1), nn.ELU())
         # control unit
         self.question_per_step = nn.ModuleList(nn.Linear(width, width) for _ in range(max_steps))
@@ -136,6 +154,8 @@ class MAC(nn.Module):
         words, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True,
                                                     total_length=tokens.shape[1])    # (B, T, d)
         question = torch.cat([final[0], final[1]], dim=1)                            # (B, d)
+        if self.coordinates:
+            features = torch.cat([features, coordinate_maps(features)], dim=1)        # (B, C + 2, H, W)
         grid = self.stem(self._dropout(features, "stem"))                            # (B, d, H', W')
         # read dropout: one mask per question; the knowledge-only projections of the read
         # unit do not change from step to step, so they are computed here, once

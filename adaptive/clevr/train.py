@@ -77,6 +77,7 @@ class MacConfig:
         gate: MAC's memory gate.
         width, embed_dim, stem_stride, dropout: MAC's sizes and drop probabilities
             (``dropout`` None: the paper's, ``adaptive.clevr.mac.DROPOUT``).
+        coordinates: the stem also sees each cell's position (``adaptive.clevr.mac.coordinate_maps``).
         model_steps: steps the model has parameters for (None: ``max_steps``); >= ``max_steps``.
         epochs: epochs to have trained when ``train`` returns.
         batch_size: questions per optimiser update, over all processes together.
@@ -105,6 +106,7 @@ class MacConfig:
     width: int = 512
     embed_dim: int = 300
     stem_stride: int = 1
+    coordinates: bool = False
     model_steps: int | None = None
     dropout: dict | None = None
     epochs: int = 10
@@ -149,7 +151,7 @@ class MacConfig:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        for name in ("gate", "bf16"):
+        for name in ("gate", "coordinates", "bf16"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.max_train_batches is not None:
@@ -171,9 +173,11 @@ class MacConfig:
 
     def comparable(self) -> dict:
         """The settings a checkpoint must share to be resumed: all but ``RESUMABLE`` (and ``dataset``
-        when it is CLEVR, so that checkpoints made before GQA was added still resume)."""
+        when it is CLEVR and ``coordinates`` when False, so that checkpoints made before they were
+        added still resume)."""
+        added = {"dataset": "clevr", "coordinates": False}                # fields added later, at their default
         return {key: value for key, value in asdict(self).items()
-                if key not in RESUMABLE and not (key == "dataset" and value == "clevr")}
+                if key not in RESUMABLE and not (key in added and value == added[key])}
 
     def name(self) -> str:
         """A readable folder name for this run, e.g. ``dact-tau0.001-L12-seed0``."""
@@ -316,7 +320,10 @@ def _initialise_from(mac: MAC, path: str, vocab: questions.Vocab) -> dict:
     """Load the EMA weights of the checkpoint at ``path`` into ``mac``; what was loaded.
 
     Parameters this model has and the checkpoint lacks (a gate, steps beyond the
-    pre-trained ones) keep their fresh initialisation and are listed under ``"missing"``.
+    pre-trained ones) keep their fresh initialisation and are listed under ``"missing"``. A model
+    with ``coordinates`` started from one without gets the stem's weights for the two coordinate
+    channels at zero (listed under ``"widened"``), so that it starts as the checkpoint's model and
+    learns to use the positions.
     """
     path = Path(path)
     if not path.is_file():
@@ -332,6 +339,13 @@ def _initialise_from(mac: MAC, path: str, vocab: questions.Vocab) -> dict:
         raise ValueError(f"init_from {path} was trained with another vocabulary (tokens or answers differ "
                          f"from {vocab.tokens[:3]}...); fine-tune on the data set it was trained on")
     own = mac.state_dict()
+    widened = []
+    if mac.coordinates and not payload.get("model_args", {}).get("coordinates", False):
+        stem = "stem.0.weight"                                            # (d, C, 3, 3) -> (d, C + 2, 3, 3)
+        if stem in weights and weights[stem].shape[1] + 2 == own[stem].shape[1]:
+            weights = {**weights, stem: torch.cat([weights[stem], own[stem][:, -2:].new_zeros(
+                own[stem][:, -2:].shape)], dim=1)}
+            widened.append(stem)
     wrong = [f"{key}: checkpoint {tuple(weights[key].shape)}, this model {tuple(own[key].shape)}"
              for key in weights if key in own and weights[key].shape != own[key].shape]
     if wrong:
@@ -339,14 +353,14 @@ def _initialise_from(mac: MAC, path: str, vocab: questions.Vocab) -> dict:
                          f"features differ):\n  " + "\n  ".join(wrong))
     missing, unexpected = mac.load_state_dict(weights, strict=False)
     return {"path": str(path), "epoch": payload.get("state", {}).get("epoch"), "missing": list(missing),
-            "unexpected": list(unexpected)}
+            "unexpected": list(unexpected), "widened": widened}
 
 
 def _model_args(config: MacConfig, vocab: questions.Vocab, channels: int) -> dict:
     return {"vocab_size": len(vocab.tokens), "num_answers": len(vocab.answers), "feature_channels": channels,
             "width": config.width, "max_steps": config.model_steps or config.max_steps,
             "embed_dim": config.embed_dim, "gate": config.gate, "stem_stride": config.stem_stride,
-            "dropout": config.dropout}
+            "coordinates": config.coordinates, "dropout": config.dropout}
 
 
 def _train_epoch(net: nn.Module, mac: MAC, ema: MAC, optimizer, loader, config: MacConfig, context: Context,
@@ -550,6 +564,7 @@ _HELP = {
     "model_steps": "steps the model has parameters for (default: --max-steps)",
     "dropout": 'JSON drop probabilities, e.g. \'{"memory": 0.15}\' (default: the paper\'s)',
     "batch_size": "questions per optimiser update over all processes",
+    "coordinates": "give the stem each cell's position as two more channels",
     "init_from": "checkpoint.pt whose EMA weights start the model (fine-tuning)",
     "max_train_batches": "stop each epoch after this many batches (quick runs)",
     "bf16": "bfloat16 autocast on CUDA (ignored on the CPU)",
