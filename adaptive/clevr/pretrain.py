@@ -112,7 +112,7 @@ RECIPES = {
                     "its stem given each cell's position",
         data={"train": 24000, "val": 500, "questions_per_image": 10, "seed": 0, "features": "attributes"},
         config={"method": "fixed", "max_steps": 12, "width": 64, "embed_dim": 64, "stem_stride": 2, "lr": 5e-4,
-                "ema": 0.99, "dropout": {key: 0.0 for key in DROPOUT}, "coordinates": True, "epochs": 8, "seed": 0},
+                "ema": 0.99, "dropout": {key: 0.0 for key in DROPOUT}, "coordinates": True, "epochs": 16, "seed": 0},
         starts_from="mac12"),
 }
 
