@@ -167,3 +167,25 @@ def test_chapter_5s_fine_tunes_are_its_default_variants():
     """The grid's defaults are the chapter's: it reads its parameters' defaults from FINETUNES."""
     assert pretrain.FINETUNES.seeds == (0, 1, 2) and pretrain.FINETUNES.starts_from == "mac12-24k"
     assert pretrain.FINETUNES.data_from == "mac12"
+
+
+@pytest.mark.slow
+def test_retraining_a_shipped_fine_tune_repeats_its_weights(tmp_path):
+    """The recorded command's training repeats a shipped fine-tune bit for bit on the machine that recorded
+    it (the quickest one: MAC of 1 step, seed 1, one thread as in the command's workers); on another the
+    float rounding differs, and the test is skipped, naming both machines."""
+    config = next(config for _, config in pretrain.FINETUNES.variants(1) if config.name() == "fixed-tau0-L1-seed1")
+    name = pretrain.FINETUNES.entry(config)
+    shipped, entry = pretrained.load(name)
+    if not pretrained.same_machine(entry):
+        pytest.skip(f"{name} was recorded on {entry['machine']}, this is {pretrained.machine()}: its digits differ")
+    pretrain.make_data(pretrain.FINETUNES.data_from, config.data_root)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        row = train(config, tmp_path / "run", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    trained = checkpoint.read(tmp_path / "run" / "checkpoint.pt")["ema"]
+    assert all(torch.equal(value, trained[key]) for key, value in shipped["ema"].items())
+    assert [point["val_accuracy"] for point in row["curve"]] == [point["val_accuracy"] for point in entry["curve"]]
