@@ -132,3 +132,60 @@ def test_a_continued_curve_numbers_the_second_stage_after_the_first():
     first = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.6}]
     second = [{"epoch": 1, "val_accuracy": 0.7}]
     assert pretrain.continued_curve(first, second) == [*first, {"epoch": 3, "val_accuracy": 0.7}]
+
+
+TINY_FINETUNES = pretrain.Finetunes(starts_from="tiny", data_from="tiny", fixed_lengths=(1,), act_taus=(),
+                                    dact_taus=(0.01,), longer_steps=4, seeds=(0, 1), workers=1)
+
+
+@pytest.mark.slow
+def test_shipped_fine_tunes_are_their_trained_ema_and_evaluate_to_the_trained_accuracy(recorded, tiny, tmp_path):
+    _, directory, prefix = recorded
+    shutil.copytree(directory, tmp_path / "pretrained")
+    shipped = tmp_path / "pretrained"
+    rows = pretrain.train_finetunes(tmp_path / "checkpoints", shipped, TINY_FINETUNES, prefix=prefix)
+    configs = [config for seed in (0, 1) for _, config in TINY_FINETUNES.variants(seed, shipped, prefix)]
+    assert [config.name() for config in configs] == [
+        "fixed-tau0-L1-seed0", "fixed-gate-tau0-L3-seed0", "dact-tau0.01-L3-seed0", "dact-tau0.01-L4-seed0",
+        "fixed-tau0-L1-seed1", "fixed-gate-tau0-L3-seed1", "dact-tau0.01-L3-seed1", "dact-tau0.01-L4-seed1"]
+    assert pretrained.verify(shipped) == []
+    for config, row in zip(configs, rows):
+        payload, entry = pretrained.load(TINY_FINETUNES.entry(config), shipped)
+        assert "optimizer" not in payload and entry["command"] == "python -m adaptive.clevr.pretrain finetunes"
+        assert entry["seed"] == config.seed and entry["curve"] == row["curve"]
+        evaluated = pretrain.evaluate_finetune(config, shipped, TINY_FINETUNES)
+        assert evaluated["accuracy"] == row["accuracy"] and evaluated["mean_steps"] == row["mean_steps"]
+        assert evaluated["pretrained"]["name"] == TINY_FINETUNES.entry(config)
+    assert TINY_FINETUNES.ships(configs[:4], shipped, prefix) and TINY_FINETUNES.ships(configs[4:], shipped, prefix)
+    assert not TINY_FINETUNES.ships(configs, shipped, prefix)                           # two seeds at once
+    assert not TINY_FINETUNES.ships([dataclasses.replace(configs[0], lr=0.5), *configs[1:4]], shipped, prefix)
+    assert not TINY_FINETUNES.ships([dataclasses.replace(c, seed=5) for c in configs[:4]], shipped, prefix)
+    assert TINY_FINETUNES.ships([dataclasses.replace(c, workers=2) for c in configs[:4]], shipped, prefix)
+
+
+def test_chapter_5s_fine_tunes_are_its_default_variants():
+    """The grid's defaults are the chapter's: it reads its parameters' defaults from FINETUNES."""
+    assert pretrain.FINETUNES.seeds == (0, 1, 2) and pretrain.FINETUNES.starts_from == "mac12-24k"
+    assert pretrain.FINETUNES.data_from == "mac12"
+
+
+@pytest.mark.slow
+def test_retraining_a_shipped_fine_tune_repeats_its_weights(tmp_path):
+    """The recorded command's training repeats a shipped fine-tune bit for bit on the machine that recorded
+    it (the quickest one: MAC of 1 step, seed 1, one thread as in the command's workers); on another the
+    float rounding differs, and the test is skipped, naming both machines."""
+    config = next(config for _, config in pretrain.FINETUNES.variants(1) if config.name() == "fixed-tau0-L1-seed1")
+    name = pretrain.FINETUNES.entry(config)
+    shipped, entry = pretrained.load(name)
+    if not pretrained.same_machine(entry):
+        pytest.skip(f"{name} was recorded on {entry['machine']}, this is {pretrained.machine()}: its digits differ")
+    pretrain.make_data(pretrain.FINETUNES.data_from, config.data_root)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        row = train(config, tmp_path / "run", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    trained = checkpoint.read(tmp_path / "run" / "checkpoint.pt")["ema"]
+    assert all(torch.equal(value, trained[key]) for key, value in shipped["ema"].items())
+    assert [point["val_accuracy"] for point in row["curve"]] == [point["val_accuracy"] for point in entry["curve"]]

@@ -25,6 +25,15 @@ validation accuracy, not the planned length). Run::
     python -m adaptive.clevr.pretrain mac12-24k              # then continue it on 24,000 images
     python -m adaptive.clevr.pretrain mac12 --epochs 60      # continue the shipped model to 60 epochs
     python -m adaptive.clevr.pretrain mac12 --from-scratch --epochs 1 --directory /tmp/p   # its first epoch
+
+Chapter 5 then fine-tunes its variants (shorter MACs, the gated MAC, ACT and DACT at each
+penalty) for one epoch each from ``mac12-24k``, over three seeds. Three seeds of them take
+longer than a default build can afford, so ``FINETUNES`` ships them too, their EMA weights only
+(about 0.7 MB each); the chapter evaluates every one of them and trains them itself when any
+of its settings differs (``finetune_variants`` builds both sets of configurations, so they
+compare field by field)::
+
+    python -m adaptive.clevr.pretrain finetunes              # every variant at every seed, 2 processes
 """
 from __future__ import annotations
 
@@ -42,7 +51,7 @@ from ..infra import checkpoint, pretrained
 from ..infra.distributed import Context
 from . import dataset, minigen
 from .mac import DROPOUT
-from .train import CHECKPOINT, MacConfig, evaluate, load_data, load_trained, results_row
+from .train import CHECKPOINT, MacConfig, evaluate, load_data, load_trained, results_row, train_many
 from .train import train as train_run
 
 DATA_PREFIX = "build/data/mini-clevr"       # the chapter's data folder prefix (its data_dir default)
@@ -248,11 +257,137 @@ def evaluate_pretrained(name: str, directory: str | Path = pretrained.DIRECTORY,
             "pretrained": pretrained.origin(entry_name(name), entry)}
 
 
+# ----------------------------------------------------------------------------------------------
+# Chapter 5's fine-tuned variants
+
+
+def finetune_variants(common: dict, start: str | Path, epochs: int, max_steps: int, fixed_lengths, act_taus,
+                      dact_taus, longer_steps: int | None) -> list[tuple[str, MacConfig]]:
+    """Chapter 5's variants, each named as its figures name it, fine-tuned for ``epochs`` from the
+    checkpoint ``start`` with what its model saw (``coordinates``).
+
+    The variants: a MAC of each of ``fixed_lengths``, the gated MAC of ``max_steps``, ACT at each
+    of ``act_taus`` and DACT at each of ``dact_taus`` (L = ``max_steps``), and, unless
+    ``longer_steps`` is None, DACT at the smallest of ``dact_taus`` with L = ``longer_steps``:
+    more steps than ``start`` has parameters for, as the DACT paper's best model (15 from 12); the
+    steps beyond start from a fresh initialisation. ``common``: the ``MacConfig`` fields they
+    share (data, sizes, learning rate, seed, device; ``model_steps`` = ``max_steps``).
+    """
+    coordinates = load_trained(start)[1].coordinates        # the variants see what their start saw
+    shared = {**common, "epochs": epochs, "init_from": str(start), "coordinates": coordinates}
+    variants = ([(f"MAC {k} steps", MacConfig(method="fixed", max_steps=k, **shared)) for k in fixed_lengths]
+                + [("gated MAC", MacConfig(method="fixed", max_steps=max_steps, gate=True, **shared))]
+                + [(f"ACT tau={t:g}", MacConfig(method="act", max_steps=max_steps, tau=t, **shared))
+                   for t in act_taus]
+                + [(f"DACT tau={t:g}", MacConfig(method="dact", max_steps=max_steps, tau=t, **shared))
+                   for t in dact_taus])
+    if longer_steps is not None:
+        variants.append((f"DACT tau={min(dact_taus):g}, L={longer_steps}", MacConfig(
+            method="dact", max_steps=longer_steps, tau=min(dact_taus), **{**shared, "model_steps": longer_steps})))
+    return variants
+
+
+@dataclass(frozen=True)
+class Finetunes:
+    """Chapter 5's fine-tuned variants at its default settings, for every seed, shipped.
+
+    Args:
+        starts_from: the recipe whose shipped model every variant is fine-tuned from.
+        data_from: the recipe whose data they train on (chapter 5's default folder).
+        fixed_lengths, act_taus, dact_taus, longer_steps: the variants (``finetune_variants``);
+            chapter 5's defaults.
+        seeds: the fine-tuning seeds (initialisation of what the start lacks, order of the questions).
+        epochs: fine-tuning epochs of every variant.
+        workers: processes training the variants at once, one torch thread each, as chapter 5 does.
+    """
+
+    starts_from: str = "mac12-24k"
+    data_from: str = "mac12"
+    fixed_lengths: tuple[int, ...] = (1, 2, 3, 6)
+    act_taus: tuple[float, ...] = (0.001, 0.01)
+    dact_taus: tuple[float, ...] = (0.001, 0.01, 0.05)
+    longer_steps: int | None = 15
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 1
+    workers: int = 2
+
+    def variants(self, seed: int, directory: str | Path = pretrained.DIRECTORY,
+                 prefix: str = DATA_PREFIX) -> list[tuple[str, MacConfig]]:
+        """The variants of one seed: ``finetune_variants`` with ``data_from``'s settings, from
+        ``starts_from``'s shipped file in ``directory`` (its hash checked)."""
+        recipe = recipe_named(self.data_from)
+        common = {key: value for key, value in recipe.config.items() if key not in ("method", "max_steps", "epochs")}
+        max_steps = recipe.config["max_steps"]
+        start, _ = model_path(self.starts_from, directory)
+        return finetune_variants({**common, "data_root": str(recipe.data_root(prefix)), "seed": seed,
+                                  "model_steps": max_steps}, start, self.epochs, max_steps, self.fixed_lengths,
+                                 self.act_taus, self.dact_taus, self.longer_steps)
+
+    def entry(self, config: MacConfig) -> str:
+        """The manifest entry of a variant's shipped model, e.g. ``clevr/finetunes/dact-tau0.001-L12-seed0``."""
+        return f"clevr/finetunes/{config.name()}"
+
+    def ships(self, configs: list[MacConfig], directory: str | Path = pretrained.DIRECTORY,
+              prefix: str = DATA_PREFIX) -> bool:
+        """Whether ``configs`` are exactly the shipped variants of one seed, in order and field by
+        field (``device`` and ``workers`` aside)."""
+        seeds = {config.seed for config in configs}
+        if len(seeds) != 1 or not seeds <= set(self.seeds):
+            return False
+
+        def fields(config: MacConfig) -> dict:
+            return {key: value for key, value in dataclasses.asdict(config).items() if key not in ("device", "workers")}
+        shipped = self.variants(seeds.pop(), directory, prefix)
+        return [fields(config) for _, config in shipped] == [fields(config) for config in configs]
+
+
+FINETUNES = Finetunes()
+FINETUNES_COMMAND = "python -m adaptive.clevr.pretrain finetunes"
+SHIPPED_FINETUNE_KEYS = ("config", "state", "run", "ema", "model_args", "vocab", "init")   # no optimiser
+
+
+def train_finetunes(checkpoint_dir: str | Path = "build/checkpoints/pretrain/clevr/finetunes",
+                    directory: str | Path = pretrained.DIRECTORY, grid: Finetunes = FINETUNES, record: bool = True,
+                    prefix: str = DATA_PREFIX) -> list[dict]:
+    """Train (or resume) every variant of ``grid`` at every seed under ``checkpoint_dir`` and record
+    each one's EMA weights in ``directory``; their results rows, seed by seed."""
+    make_data(grid.data_from, recipe_named(grid.data_from).data_root(prefix))
+    configs = [config for seed in grid.seeds for _, config in grid.variants(seed, directory, prefix)]
+    rows = train_many([(config, Path(checkpoint_dir) / config.name()) for config in configs], workers=grid.workers)
+    if record:
+        for config, row in zip(configs, rows):
+            payload = checkpoint.read(Path(checkpoint_dir) / config.name() / CHECKPOINT)
+            pretrained.record(grid.entry(config), {key: payload[key] for key in SHIPPED_FINETUNE_KEYS},
+                              command=FINETUNES_COMMAND, seed=config.seed, curve=row["curve"], directory=directory,
+                              extra={"train_seconds": row["train_seconds"], "threads": 1, "workers": grid.workers})
+    return rows
+
+
+def evaluate_finetune(config: MacConfig, directory: str | Path = pretrained.DIRECTORY,
+                      grid: Finetunes = FINETUNES) -> dict:
+    """A shipped variant evaluated now on ``config``'s validation questions, as ``train`` evaluates it;
+    its results row, with the curve and training time from the manifest and ``"pretrained"``."""
+    name = grid.entry(config)
+    _, entry = pretrained.load(name, directory)                            # its hash checked
+    mac, shipped, vocab = load_trained(Path(directory) / entry["file"], str(config.device))
+    data_vocab, _, val_set = load_data(config)
+    if (data_vocab.tokens, data_vocab.answers) != (vocab.tokens, vocab.answers):
+        raise ValueError(f"the data in {config.data_root} is not the data {name} was trained on "
+                         f"(the vocabularies differ); delete the folder to generate it again")
+    loader = dataset.make_loader(val_set, batch_size=shipped.batch_size, shuffle=False)
+    context = Context(device=torch.device(config.device))
+    evaluation = evaluate(mac, loader, shipped.halting(), vocab, context)
+    state = {"curve": entry["curve"], "epoch": len(entry["curve"]), "seconds": entry["train_seconds"],
+             "world_size": 1}
+    return {**results_row(shipped, state, evaluation, context, None), "pretrained": pretrained.origin(name, entry)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adaptive.clevr.pretrain",
                                      description="Train chapter 5's pretrained MAC and record it in the "
                                                  "pretrained folder.")
-    parser.add_argument("name", help=f"the recipe: {', '.join(sorted(RECIPES))}")
+    parser.add_argument("name", help=f"the recipe: {', '.join(sorted(RECIPES))}; or finetunes: chapter 5's "
+                                     f"fine-tuned variants at every seed (FINETUNES)")
     parser.add_argument("--epochs", type=int, default=None, help="train only the first epochs (default: all)")
     parser.add_argument("--checkpoint-dir", default="build/checkpoints/pretrain/clevr",
                         help="where the run checkpoints and resumes from (default build/checkpoints/pretrain/clevr)")
@@ -261,6 +396,12 @@ def main(argv=None) -> int:
                         help="train from the first epoch, not from the shipped checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.name == "finetunes":
+        rows = train_finetunes(Path(args.checkpoint_dir) / "finetunes", args.directory)
+        for row in rows:
+            print(f"{FINETUNES.entry(MacConfig(**row['config']))}: accuracy {row['accuracy']:.4f} at "
+                  f"{row['mean_steps']:.2f} steps ({row['train_seconds']:.0f} s)")
+        return 0
     recipe_named(args.name)
     row = train(args.name, args.epochs, args.checkpoint_dir, args.directory, progress=not args.quiet,
                 from_scratch=args.from_scratch)
