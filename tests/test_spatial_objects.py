@@ -133,3 +133,15 @@ def test_coverage_rejects_mismatched_input(data):
         sd.object_coverage(torch.rand(4, 8, 8), masks.float())
     with pytest.raises(ValueError, match="no image has both object and background cells"):
         sd.object_coverage(torch.rand(4, 1, 1), masks)
+
+
+def test_the_total_ponder_map_repeats_each_cell_and_sums_the_blocks():
+    coarse = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])                      # (1, 2, 2)
+    fine = torch.ones(1, 4, 4)
+    total = sd.total_ponder_map([coarse, fine], 4, 4)
+    assert total.shape == (1, 4, 4)
+    assert total[0, :2, :2].eq(2).all() and total[0, 2:, 2:].eq(5).all() and total.sum() == 4 * 10 + 16
+    with pytest.raises(ValueError, match=r"block_maps\[1\] must be an \(N, H, W\) map"):
+        sd.total_ponder_map([coarse, torch.ones(1, 3, 3)], 4, 4)
+    with pytest.raises(ValueError, match="non-empty list"):
+        sd.total_ponder_map([], 4, 4)

@@ -26,6 +26,7 @@ from a generator seeded by ``(seed, block)``, and each block holds every class e
 ``generate(m, seed, start=k)`` is the slice ``k:k+m`` of a longer set.
 
 ``object_coverage`` scores a ponder-cost map against the object masks; see its docstring.
+``total_ponder_map`` sums the maps of a network's blocks into the one map the SACT paper draws.
 """
 from __future__ import annotations
 
@@ -243,6 +244,32 @@ def downsample_mask(masks: torch.Tensor, height: int, width: int) -> torch.Tenso
                          f"{h}x{w} (e.g. 32, 16, 8, 4 for 32x32 images)")
     cells = masks.reshape(n, height, h // height, width, w // width)
     return cells.any(dim=4).any(dim=2)
+
+
+def total_ponder_map(block_maps: list[torch.Tensor], height: int = SIZE, width: int = SIZE) -> torch.Tensor:
+    """The total ponder cost of every position: the map SACT draws (Figurnov et al. 2017, Figs. 1 and 9).
+
+    Each block's map is brought up to ``height`` x ``width`` by repeating each of its cells
+    (a cell of the 8x8 map covers 4x4 pixels of a 32x32 image), then the maps are summed.
+
+    Args:
+        block_maps: one (N, H_b, W_b) floating map per block, e.g. ``evaluate(..., keep_maps=True)``'s
+            ``"ponder_maps"``; each H_b, W_b must divide ``height``, ``width``.
+    Returns:
+        (N, height, width): per position, the residual units run summed over the blocks.
+    """
+    if not isinstance(block_maps, (list, tuple)) or not block_maps:
+        raise ValueError(f"block_maps must be a non-empty list of (N, H, W) maps, got {type(block_maps).__name__}")
+    total = 0
+    for block, ponder in enumerate(block_maps):
+        if not isinstance(ponder, torch.Tensor) or ponder.dim() != 3 or ponder.shape[0] != block_maps[0].shape[0] \
+                or height % ponder.shape[1] or width % ponder.shape[2]:
+            what = tuple(ponder.shape) if isinstance(ponder, torch.Tensor) else type(ponder).__name__
+            raise ValueError(f"block_maps[{block}] must be an (N, H, W) map with N = {block_maps[0].shape[0]} and H, W "
+                             f"dividing {height}x{width}, got {what}")
+        rows, columns = height // ponder.shape[1], width // ponder.shape[2]
+        total = total + ponder.repeat_interleave(rows, dim=1).repeat_interleave(columns, dim=2)  # (N, height, width)
+    return total
 
 
 def object_coverage(ponder_map: torch.Tensor, masks: torch.Tensor) -> Coverage:

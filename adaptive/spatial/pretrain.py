@@ -57,10 +57,12 @@ class Longer:
         return SpatialConfig(method="fixed", tau=0.0, seed=seed, updates=self.pretrain_updates,
                              eval_every=self.pretrain_updates // 4, **dict(self.common))
 
-    def variants(self, seed: int, checkpoint_dir: str | Path = CHECKPOINT_DIR) -> list[tuple[str, SpatialConfig]]:
+    def variants(self, seed: int, checkpoint_dir: str | Path | None = CHECKPOINT_DIR
+                 ) -> list[tuple[str, SpatialConfig]]:
         """(label, config) of the fine-tunes of ``seed``, each from ``seed``'s pre-training under
-        ``checkpoint_dir`` (the config checks that it is there)."""
-        start = str(Path(checkpoint_dir) / f"seed{seed}" / "pretrain" / CHECKPOINT)
+        ``checkpoint_dir`` (the config checks that it is there); None: no start (``init_from = None``),
+        the configs to evaluate the shipped models with."""
+        start = None if checkpoint_dir is None else str(Path(checkpoint_dir) / f"seed{seed}" / "pretrain" / CHECKPOINT)
         tuning = dict(seed=seed, updates=self.updates, eval_every=self.updates // 4, init_from=start,
                       **dict(self.common))
         return [("fixed", SpatialConfig(method="fixed", tau=0.0, **tuning)),
