@@ -13,7 +13,8 @@ again with the recorded command::
     python -m adaptive.spatial.pretrain              # every seed: pre-train, then the three fine-tunes
 
 The plain pre-training of a seed is the chapter's own at its defaults (800 updates), kept under
-``--checkpoint-dir`` only, since nothing but the fine-tunes starts from it.
+``--checkpoint-dir`` only, since nothing but the fine-tunes starts from it; every entry records
+its configuration and learning curve (``pretrain``, ``pretrain_curve``).
 """
 from __future__ import annotations
 
@@ -90,10 +91,12 @@ def train(grid: Longer = LONGER, checkpoint_dir: str | Path = CHECKPOINT_DIR,
     if record:
         for config, row in zip(configs, rows):
             weights = checkpoint.read(folder(config, root) / CHECKPOINT)["model"]
+            start = checkpoint.read(root / f"seed{config.seed}" / "pretrain" / CHECKPOINT)["state"]
             pretrained.record(grid.entry(config), {"config": config.as_dict(), "state": weights},
                               command=COMMAND, seed=config.seed, curve=row["curve"], directory=directory,
                               extra={"train_seconds": row["train_seconds"], "threads": 1, "workers": grid.workers,
-                                     "pretrain": grid.pretrain(config.seed).as_dict()})
+                                     "pretrain": grid.pretrain(config.seed).as_dict(),
+                                     "pretrain_curve": start["curve"], "pretrain_seconds": start["seconds"]})
     return rows
 
 
