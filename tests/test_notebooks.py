@@ -167,6 +167,26 @@ def test_parity_results_carry_tasks_difficulties_and_claims(quick_runs):
     assert any(row["claim"].startswith("PonderNet extrapolates") for row in table)
 
 
+def test_spatial_results_carry_the_shipped_seeds_and_claims(quick_runs):
+    """Chapter 6 evaluates the longer recipe's shipped models at every seed, even in quick mode, and its
+    claims table has one value per seed."""
+    from adaptive.infra import claims
+    from adaptive.spatial.pretrain import LONGER
+
+    run = quick_runs.get("06_spatial")
+    if run is None or run.returncode != 0:
+        pytest.fail("06_spatial did not execute (see test_quick_run_succeeds)")
+    results = json.loads(Path(run.results).read_text())
+    longer = [row for row in results["runs"] if row.get("recipe") == "longer"]
+    assert sorted((row["method"], row["seed"]) for row in longer) == sorted(
+        (method, seed) for method in ("fixed", "sact", "psact") for seed in LONGER.seeds)
+    assert all(row["pretrained"]["name"].startswith("spatial/longer/") for row in longer)
+    assert all(0.5 <= row["total_auc"] <= 1 for row in longer if row["method"] != "fixed")
+    table = results["measurements"]["claims"]
+    assert table and all(set(claims.COLUMNS) <= set(row) and len(row["values"]) == len(LONGER.seeds)
+                         for row in table)
+
+
 # ----------------------------------------------------------------------------- Colab / Binder
 
 INSTALL_MARKER = book_script("hide_cells").INSTALL_MARKER          # the cell the build collapses

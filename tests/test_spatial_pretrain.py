@@ -6,7 +6,7 @@ import torch
 
 from adaptive.infra import checkpoint, pretrained
 from adaptive.spatial import pretrain
-from adaptive.spatial.train import CHECKPOINT, Data, evaluate
+from adaptive.spatial.train import CHECKPOINT, Data, evaluate, train
 
 TINY = pretrain.Longer(seeds=(0, 1), pretrain_updates=4, updates=4,
                        common=(("train_size", 48), ("test_size", 24), ("batch_size", 8), ("lr", 0.1), ("depth", 8)))
@@ -66,3 +66,27 @@ def test_the_recipe_fine_tunes_each_seed_from_its_own_plain_network(tmp_path):
     assert all(config.init_from is None for _, config in pretrain.LONGER.variants(2, None))
     assert pretrain.LONGER.pretrain(2).updates == 800 and pretrain.LONGER.seeds == (0, 1, 2)
     assert pretrain.LONGER.entry(variants[1][1]) == "spatial/longer/sact-tau0.1-seed2"
+
+
+@pytest.mark.slow
+def test_retraining_the_plain_network_from_the_recipe_repeats_its_first_evaluation():
+    """The first 200 updates of seed 0's shipped pre-training, trained again as the recorded command trains
+    them (one thread), give the recorded first evaluation bit for bit on the machine that recorded it; on
+    another the float rounding differs, and the test is skipped, naming both machines. (Up to its first
+    learning-rate drop at 60 %, a run with a constant rate is the same run.)"""
+    config = pretrain.LONGER.variants(0, None)[0][1]
+    _, entry = pretrain.load_model(config)
+    if not pretrained.same_machine(entry):
+        pytest.skip(f"{pretrain.LONGER.entry(config)} was recorded on {entry['machine']}, this is "
+                    f"{pretrained.machine()}: its digits differ")
+    first = entry["pretrain_curve"][0]
+    plain = dataclasses.replace(pretrain.LONGER.pretrain(0), updates=first["update"], milestones=(),
+                                eval_every=first["update"])
+    assert plain.learning_rate(first["update"] - 1) == pretrain.LONGER.pretrain(0).learning_rate(first["update"] - 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        row = train(plain, None, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert row["curve"][0]["fixed"] == first["fixed"] and row["curve"][0]["train_loss"] == first["train_loss"]
