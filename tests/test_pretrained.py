@@ -34,6 +34,17 @@ def test_record_then_load_round_trip(tmp_path):
     assert pretrained.verify(tmp_path) == []
 
 
+def test_an_entry_records_the_kernel_variables_it_was_trained_under(tmp_path, monkeypatch):
+    for name in pretrained.KERNEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert "kernel_variables" not in pretrained.record("a", payload(), command="c", seed=0, curve=[],
+                                                       directory=tmp_path)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    entry = pretrained.record("b", payload(), command="c", seed=0, curve=[], directory=tmp_path)
+    assert entry["kernel_variables"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert pretrained.manifest(tmp_path)["b"]["kernel_variables"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
 def test_a_changed_file_is_refused_with_the_command_that_remakes_it(tmp_path):
     pretrained.record("m", payload(), command="python -m remake", seed=0, curve=[], directory=tmp_path)
     torch.save(payload(seed=1), tmp_path / "m.pt")

@@ -88,6 +88,16 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+# Variables that hold torch's, oneDNN's and MKL's CPU kernels to narrower vector instructions than
+# the CPU has (e.g. AVX2 on an AVX512 CPU), so that it rounds as a CPU of those instructions does.
+KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def kernel_variables() -> dict:
+    """The ``KERNEL_VARIABLES`` this process runs with ({} when its kernels use all the CPU has)."""
+    return {name: os.environ[name] for name in KERNEL_VARIABLES if name in os.environ}
+
+
 def machine() -> dict:
     """What decides float rounding on a CPU, beyond the command (which fixes the threads a run uses):
     torch's version, the vector instructions its kernels use, the processor and its model. (Entries
@@ -134,6 +144,9 @@ def record(name: str, payload: dict, *, command: str, seed: int, curve: list[dic
         directory: the pretrained folder.
         file: the file's path inside ``directory`` (default ``<name>.pt``).
         extra: more plain values for the entry, e.g. ``{"train_seconds": 812.5}``.
+
+    The entry also records ``kernel_variables`` where this process holds its kernels back
+    (``KERNEL_VARIABLES``): its ``machine`` then names the instructions they used.
     """
     if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/"):
         raise ValueError(f"name must be a non-empty relative name such as 'parity/act-seed0', got {name!r}")
@@ -147,6 +160,8 @@ def record(name: str, payload: dict, *, command: str, seed: int, curve: list[dic
     entry = {"file": relative, "sha256": sha256(directory / relative), "bytes": (directory / relative).stat().st_size,
              "command": command, "seed": int(seed), "commit": commit(), "machine": machine(),
              "config": payload["config"], "curve": curve, **(extra or {})}
+    if kernel_variables():
+        entry["kernel_variables"] = kernel_variables()          # how this process held its kernels back
     entries = manifest(directory)
     entries[name] = entry
     _write_manifest(directory, entries)
