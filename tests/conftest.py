@@ -220,3 +220,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.notebook)
         if item.get_closest_marker("notebook") or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.slow)
+
+
+def repeats_here(request, name: str, entry: dict) -> bool:
+    """Whether this test can repeat the shipped ``entry``'s digits in this process.
+
+    True on the machine that trained it. On an AVX512 CPU of its model that rounds as it did with
+    the kernels held back (``pretrained.kernels_to_repeat``), the test runs again in a pytest process
+    under those variables, must pass there, and False is returned: nothing more to check here.
+    Elsewhere the test is skipped, naming both machines (float rounding differs, so do the digits).
+    """
+    from adaptive.infra import pretrained
+    variables = pretrained.kernels_to_repeat(entry)
+    if variables is None:
+        pytest.skip(f"{name} was recorded on {entry['machine']}, this is {pretrained.machine()}: its digits differ")
+    if not variables:
+        return True
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
+                          cwd=REPO, env={**os.environ, **variables}, capture_output=True, text=True)
+    assert done.returncode == 0, (f"under {variables}, as {name} was trained:\n" + done.stdout[-4000:])
+    return False

@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 import torch
+from conftest import repeats_here
 
 from adaptive.clevr import pretrain
 from adaptive.clevr.train import MacConfig, load_trained, train
@@ -170,15 +171,15 @@ def test_chapter_5s_fine_tunes_are_its_default_variants():
 
 
 @pytest.mark.slow
-def test_retraining_a_shipped_fine_tune_repeats_its_weights(tmp_path):
+def test_retraining_a_shipped_fine_tune_repeats_its_weights(tmp_path, request):
     """The recorded command's training repeats a shipped fine-tune bit for bit on the machine that recorded
     it (the quickest one: MAC of 1 step, seed 1, one thread as in the command's workers); on another the
-    float rounding differs, and the test is skipped, naming both machines."""
+    float rounding differs (``repeats_here``)."""
     config = next(config for _, config in pretrain.FINETUNES.variants(1) if config.name() == "fixed-tau0-L1-seed1")
     name = pretrain.FINETUNES.entry(config)
     shipped, entry = pretrained.load(name)
-    if not pretrained.same_machine(entry):
-        pytest.skip(f"{name} was recorded on {entry['machine']}, this is {pretrained.machine()}: its digits differ")
+    if not repeats_here(request, name, entry):
+        return
     pretrain.make_data(pretrain.FINETUNES.data_from, config.data_root)
     before = torch.get_num_threads()
     torch.set_num_threads(1)

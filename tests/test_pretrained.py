@@ -45,6 +45,24 @@ def test_an_entry_records_the_kernel_variables_it_was_trained_under(tmp_path, mo
     assert pretrained.manifest(tmp_path)["b"]["kernel_variables"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
+def test_an_avx512_cpu_repeats_an_avx2_recording_with_its_kernels_held_back(monkeypatch):
+    avx2 = {"torch": "2.13.0+cpu", "cpu_capability": "AVX2", "processor": "x86_64", "cpu": "AMD EPYC"}
+    for name in pretrained.KERNEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pretrained, "machine", lambda: {**avx2, "cpu_capability": "AVX512"})
+    assert pretrained.kernels_to_repeat({"machine": avx2}) == pretrained.HELD_BACK["AVX2"]
+    assert pretrained.kernels_to_repeat({"machine": {**avx2, "cpu_capability": "AVX512"}}) == {}
+    assert pretrained.kernels_to_repeat({"machine": {**avx2, "cpu": "Intel Xeon"}}) is None     # another model
+    assert pretrained.kernels_to_repeat({"machine": {**avx2, "torch": "2.12.0+cpu"}}) is None
+    assert pretrained.kernels_to_repeat({"machine": {k: v for k, v in avx2.items() if k != "cpu"}}) is None
+    assert pretrained.kernels_to_repeat({}) is None
+    monkeypatch.setattr(pretrained, "machine", lambda: {**avx2, "cpu_capability": "DEFAULT"})
+    assert pretrained.kernels_to_repeat({"machine": avx2}) is None                  # fewer instructions here
+    monkeypatch.setattr(pretrained, "machine", lambda: {**avx2, "cpu_capability": "AVX512"})
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")                          # held back otherwise already
+    assert pretrained.kernels_to_repeat({"machine": avx2}) is None
+
+
 def test_a_changed_file_is_refused_with_the_command_that_remakes_it(tmp_path):
     pretrained.record("m", payload(), command="python -m remake", seed=0, curve=[], directory=tmp_path)
     torch.save(payload(seed=1), tmp_path / "m.pt")

@@ -3,6 +3,7 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import repeats_here
 
 from adaptive.infra import checkpoint, pretrained
 from adaptive.spatial import pretrain
@@ -70,16 +71,15 @@ def test_the_recipe_fine_tunes_each_seed_from_its_own_plain_network(tmp_path):
 
 
 @pytest.mark.slow
-def test_retraining_the_plain_network_from_the_recipe_repeats_its_first_evaluation():
+def test_retraining_the_plain_network_from_the_recipe_repeats_its_first_evaluation(request):
     """The first 200 updates of seed 0's shipped pre-training, trained again as the recorded command trains
     them (one thread), give the recorded first evaluation bit for bit on the machine that recorded it; on
-    another the float rounding differs, and the test is skipped, naming both machines. (Up to its first
+    another the float rounding differs (``repeats_here``). (Up to its first
     learning-rate drop at 60 %, a run with a constant rate is the same run.)"""
     config = pretrain.LONGER.variants(0, None)[0][1]
     _, entry = pretrain.load_model(config)
-    if not pretrained.same_machine(entry):
-        pytest.skip(f"{pretrain.LONGER.entry(config)} was recorded on {entry['machine']}, this is "
-                    f"{pretrained.machine()}: its digits differ")
+    if not repeats_here(request, pretrain.LONGER.entry(config), entry):
+        return
     first = entry["pretrain_curve"][0]
     plain = dataclasses.replace(pretrain.LONGER.pretrain(0), updates=first["update"], milestones=(),
                                 eval_every=first["update"])

@@ -111,6 +111,23 @@ def same_machine(entry: dict) -> bool:
     return entry.get("machine") == machine()
 
 
+# The kernel variables that hold an AVX512 CPU to the kernels of a CPU with fewer instructions.
+HELD_BACK = {"AVX2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+
+
+def kernels_to_repeat(entry: dict) -> dict[str, str] | None:
+    """The kernel variables under which a new process on this machine rounds as the one that trained
+    ``entry`` did: {} on that machine (``same_machine``); ``HELD_BACK[c]`` on an AVX512 CPU of the same
+    model and torch where ``entry`` was trained with the instructions c (AVX2); None elsewhere."""
+    if same_machine(entry):
+        return {}
+    recorded, here = entry.get("machine") or {}, machine()
+    held = HELD_BACK.get(recorded.get("cpu_capability"))
+    if held is None or here["cpu_capability"] != "AVX512" or kernel_variables():
+        return None
+    return held if {**here, "cpu_capability": recorded["cpu_capability"]} == recorded else None
+
+
 def manifest(directory: str | os.PathLike = DIRECTORY) -> dict[str, dict]:
     """The entries of ``<directory>/manifest.json`` by name; {} when there is no manifest yet."""
     path = Path(directory) / MANIFEST
