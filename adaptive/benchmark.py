@@ -26,9 +26,9 @@ what Python costs:
 Timings alternate between the variants within one run, so machine noise hits
 all of them alike (``adaptive.infra.benchmarking.interleaved``: ``repeats``
 rounds, each timing at least ``min_seconds`` of repeated calls). A time is the
-median round's; each ratio is that of the median rounds, reported with its
+fastest round's; each ratio is that of the fastest rounds, reported with its
 spread, the interquartile range of the round-by-round ratios relative to their
-median (``adaptive.infra.benchmarking.ratio`` says why the median). Run::
+median (``adaptive.infra.benchmarking.ratio`` says why the fastest). Run::
 
     python -m adaptive.benchmark            # full size (width 2048, batch 512, L = 8)
     python -m adaptive.benchmark --quick    # a small version (width 256, batch 128), about 2.5 minutes
@@ -36,7 +36,6 @@ median (``adaptive.infra.benchmarking.ratio`` says why the median). Run::
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 import torch.nn.functional as F
@@ -173,7 +172,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
     training_rows = []
     for name in train_fns:
         to_plain, spread = ratio(seconds[f"train {name}"], seconds["train plain"])
-        training_rows.append({"mechanism": name, "ms_per_update": 1000 * statistics.median(seconds[f"train {name}"]),
+        training_rows.append({"mechanism": name, "ms_per_update": 1000 * min(seconds[f"train {name}"]),
                               "ratio_to_plain": to_plain, "ratio_spread": spread})
     eval_rows = []
     for name, (_, result) in eval_fns.items():
@@ -186,7 +185,7 @@ def measure(width: int = 2048, batch: int = 512, max_steps: int = 8, repeats: in
         lazy = ratio(seconds["eval fixed"], seconds[f"lazy {name}"])[0] if name in lazy_fns else 1.0
         auto, auto_spread = ratio(seconds["eval fixed"], seconds[f"auto {name}"]) if name in auto_fns else (1.0, 0.0)
         auto_calls = auto_fns[name][1] if name in auto_fns else {"calls": 1, "fell_back": 0}
-        eval_rows.append({"mechanism": name, "ms_per_batch": 1000 * statistics.median(seconds[f"eval {name}"]),
+        eval_rows.append({"mechanism": name, "ms_per_batch": 1000 * min(seconds[f"eval {name}"]),
                           "mean_steps": mean_steps, "ideal_speedup": ideal, "achievable_speedup": achievable,
                           "realised_speedup": realised, "realised_spread": realised_spread,
                           "fraction_of_ideal": realised / ideal, "fraction_of_achievable": of_achievable,

@@ -6,10 +6,15 @@ Timings that must hold on a busy machine come from ``interleaved``: every varian
 once per round, the rounds alternate the variants, and each timing repeats its call for at
 least ``min_seconds`` (as ``torch.utils.benchmark``'s blocked autorange does), so a burst of
 load from elsewhere hits all variants alike. ``ratio`` reports the ratio of two variants'
-median rounds with the spread of the round-by-round ratios next to it. The median, not the
-fastest round: on a shared 2-core machine a variant's rounds spread over about half its time,
-and the fastest of them is the rarest event, so it moved by 30-65 % between two runs of the
-quick benchmark, where the ratio of medians of the same rounds moved by 9-17 %.
+fastest rounds with the spread of the round-by-round ratios next to it: noise only ever adds
+time, so the fastest of many rounds of at least ``min_seconds`` is the steadiest estimate of a
+call's own cost. Three back-to-back runs of ``python -m adaptive.benchmark --quick`` (45 rounds
+of 0.1 s, a quiet 2-core AMD EPYC, 41 ratios) differed by at most 3.5 / 4.6 / 6.2 % pair by pair
+with the fastest rounds (100 / 100 / 97 % of the ratios within 5 %), by 9.8 / 10.9 / 4.7 % with
+the median rounds, and by 7.9 / 11.3 / 5.8 % with the median of the round-by-round ratios. (An
+earlier version with fewer, shorter rounds and no ``steady_allocator`` saw the fastest round
+move by 30-65 %.) With a one-thread load running beside the two-thread benchmark, no estimate
+held: two runs differed by 43-74 % on some ratio and agreed within 5 % on 6-28 % of them.
 
 On Linux, glibc hands large freed blocks back to the system and the next allocation of that
 size pays page faults for them again; how often depends on what ran before, so one variant can
@@ -112,9 +117,8 @@ def interleaved(calls: dict[str, Callable[[], object]], rounds: int = 7, device:
 
 
 def ratio(numerator: list[float], denominator: list[float]) -> tuple[float, float]:
-    """``median(numerator) / median(denominator)`` and its spread: the interquartile range of the
-    round-by-round ratios, relative to their median (0.02: the rounds agree within about 2 %)."""
+    """``min(numerator) / min(denominator)``, the fastest rounds', and its spread: the interquartile
+    range of the round-by-round ratios, relative to their median (0.02: the rounds agree within about 2 %)."""
     per_round = sorted(a / b for a, b in zip(numerator, denominator))
     quartiles = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else per_round * 3
-    return (statistics.median(numerator) / statistics.median(denominator),
-            (quartiles[2] - quartiles[0]) / statistics.median(per_round))
+    return min(numerator) / min(denominator), (quartiles[2] - quartiles[0]) / statistics.median(per_round)

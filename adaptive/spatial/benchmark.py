@@ -21,8 +21,8 @@ against sparse evaluation (``adaptive.spatial.sparse.apply_unit``) over active f
 and on ImageNet-like ones (56x56 with 64 channels, 112x112 with 64 and 128). The masks are blobs, as
 trained SACT's ponder maps are, not uniform noise (``blob_masks``), and the maps are channels-last, as
 a network evaluating sparsely would keep them (``MEMORY_FORMAT``). Each row gives the active
-fraction, the share of blocks computed (``computed_fraction``), the seconds of both and their
-ratio with its spread over the timing rounds, and the same for the block path forced at every
+fraction, the share of blocks computed (``computed_fraction``), the seconds of both (the fastest
+round's) and their ratio with its spread over the timing rounds, and the same for the block path forced at every
 fraction (``blocks_ratio``: where it crosses 1 is the break-even, ``sparse.BREAK_EVEN``).
 
 On a CPU, glibc hands large freed blocks back to the system and the next allocation pays page
@@ -224,9 +224,9 @@ def sparsity_sweep(quick: bool = False, device: str = "cpu", seed: int = 0, roun
             rows.append({"map_size": side, "channels": channels, "batch": batch, "block": sparse.BLOCK,
                          "active_fraction": (mask > 0).float().mean().item(), "computed_fraction": computed,
                          "path": "blocks" if sparse.uses_blocks(mask, sparse.BLOCK, break_even) else "dense",
-                         "dense_seconds": statistics.median(times["dense"]),
-                         "sparse_seconds": statistics.median(times["sparse"]),
-                         "blocks_seconds": statistics.median(times["blocks"]),
+                         "dense_seconds": min(times["dense"]),
+                         "sparse_seconds": min(times["sparse"]),
+                         "blocks_seconds": min(times["blocks"]),
                          "ratio": sparse_ratio, "spread": sparse_spread,
                          "blocks_ratio": blocks_ratio, "blocks_spread": blocks_spread})
     config = dict(quick=quick, device=str(device), threads=torch.get_num_threads(), rounds=rounds,
