@@ -15,9 +15,10 @@ again with the recorded command::
 The fine-tunes learn at 0.03, not at the pre-training's 0.1. At 0.1 (commit 01aab31, recorded on
 an AVX2 AMD EPYC) seed 2's SACT settled on 7 units at every position from its first evaluation
 on (total ponder map AUC 0.50) and its PSACT on 6 (AUC 0.70), while seeds 0 and 1 reached 0.94
-to 0.96. Repeated bit for bit on an AVX512 EPYC held to AVX2 kernels (see CONTRIBUTING), τ = 0.2
-left them as flat (SACT 0.50, PSACT 0.875); learning at 0.03 gave seed 2's SACT an AUC of 0.96
-(0.988 accurate at 0.49 of the plain network's FLOPs), at 0.01 0.95 but 0.971 accurate.
+to 0.96. On an AVX512 EPYC held to AVX2 kernels (see CONTRIBUTING), which repeated the recorded
+pre-trainings bit for bit, τ = 0.2 left seed 2 as flat (SACT 0.50, PSACT 0.875); learning at 0.03
+gave its SACT an AUC of 0.96 (0.988 accurate at 0.49 of the plain network's FLOPs), at 0.01 0.95
+but 0.971 accurate.
 
 The plain pre-training of a seed is the chapter's own at its defaults (800 updates), kept under
 ``--checkpoint-dir`` only, since nothing but the fine-tunes starts from it; every entry records
