@@ -112,7 +112,7 @@ def same_machine(entry: dict) -> bool:
 
 
 # The kernel variables that hold an AVX512 CPU to the kernels of a CPU with fewer instructions.
-HELD_BACK = {"AVX2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+HELD_BACK = {"AVX2": dict(zip(KERNEL_VARIABLES, ("avx2", "AVX2", "AVX2")))}
 
 
 def kernels_to_repeat(entry: dict) -> dict[str, str] | None:
